@@ -1,0 +1,1 @@
+"""Edges of the lake: NATS JetStream, lake storage (local / S3), WAL, DBN files."""

@@ -1,0 +1,55 @@
+"""Connection settings for NATS: configs/streams.yaml, then env, then explicit flags."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from typing import Optional
+
+from io_connectors.config import ConfigError, load_config, require
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsSettings:
+    """Where and how to connect to NATS.  Picklable, so it travels inside Beam DoFns.
+
+    Optional credentials: user/password, token, and TLS (CA file, client cert/key).
+    """
+    url: str
+    user: Optional[str] = None
+    password: Optional[str] = None
+    token: Optional[str] = None
+    tls_ca: Optional[str] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    connect_timeout_s: float = 5.0
+
+    @classmethod
+    def resolve(cls, url: Optional[str] = None, **overrides) -> "NatsSettings":
+        """Flag value if given, else env ``NATS_URL`` (and NATS_USER, ...), else config."""
+        cfg = load_config("streams")
+        base_url = url or os.environ.get("NATS_URL") or require(cfg, "nats.url", "streams.yaml")
+        if not str(base_url).startswith(("nats://", "tls://", "ws://", "wss://")):
+            raise ConfigError(f"NATS url {base_url!r} must start with nats://, tls://, ws:// or wss://")
+        env = {k: os.environ.get(f"NATS_{k.upper()}") for k in
+               ("user", "password", "token", "tls_ca", "tls_cert", "tls_key")}
+        values = {k: v for k, v in env.items() if v}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        timeout = float(cfg.get("nats", {}).get("connect_timeout_s", 5))
+        return cls(url=str(base_url), connect_timeout_s=timeout, **values)
+
+    def connect_kwargs(self) -> dict:
+        """Keyword arguments for ``nats.connect``."""
+        kw: dict = {"servers": [self.url], "connect_timeout": self.connect_timeout_s,
+                    "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+                    "allow_reconnect": True}
+        if self.user:
+            kw["user"], kw["password"] = self.user, self.password or ""
+        if self.token:
+            kw["token"] = self.token
+        if self.tls_ca or self.tls_cert or self.url.startswith("tls://"):
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            kw["tls"] = ctx
+        return kw

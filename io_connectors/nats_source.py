@@ -1,0 +1,321 @@
+"""``ReadFromNats``: a JetStream durable push consumer as a Beam unbounded source.
+
+Public face: the ``ReadFromNats`` PTransform.  Beneath it, an ``UnboundedSource``
+(Beam's self-checkpointing SDF wrapper, ``apache_beam.io.unbounded_source``) whose reader
+subscribes to the consumer's delivery subject in a queue group and hands messages to the
+pipeline.
+
+Guarantees
+- Output elements are 5-tuples ``(subject, payload, stream_seq, ts_ns, ack_token)``
+  (field order of ``NatsMessage``), timestamped with the JetStream storage time.
+- At-least-once: the source never acks.  ``ack_token`` is the message's JetStream reply
+  subject; the stage that durably writes the message acks it (``nats_ack.ack``).  A message
+  whose process dies before that is redelivered by JetStream after ``ack_wait``.
+- The watermark follows the storage time of delivered messages and, when idle, wall
+  clock minus ``idle_watermark_lag_s``; it never goes back.  The reader self-checkpoints
+  (bounded bundles), so downstream triggers fire while the source runs.
+- Bounded mode (tests, backfills): ``stop_at_end`` ends the read once the consumer has
+  nothing pending; ``max_messages`` ends it after that many messages.
+- Drain: ``request_drain()`` in-process, or a publish to ``control_subject``, makes the
+  reader unsubscribe, emit what it buffered, then finish (watermark to +inf) so every
+  window fires its final pane and the pipeline ends after writing and acking it all.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from typing import NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSource,
+                                             UnboundedReader, UnboundedSource)
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+from io_connectors import async_runtime
+from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats_streams import ConsumerSpec, ensure_consumer, ensure_streams
+
+_LOG = logging.getLogger(__name__)
+_LOCAL_DRAIN = threading.Event()
+
+
+class NatsMessage(NamedTuple):
+    """Field order of the elements ``ReadFromNats`` emits (they arrive as plain tuples)."""
+    subject: str
+    payload: bytes
+    stream_seq: int
+    ts_ns: int          # JetStream storage time, UTC ns
+    ack_token: str      # the JetStream reply subject; publish "+ACK" to it to ack
+
+
+SUBJECT, PAYLOAD, STREAM_SEQ, TS_NS, ACK_TOKEN = range(5)
+NATS_MESSAGE_CODER = coders.TupleCoder([coders.StrUtf8Coder(), coders.BytesCoder(),
+                                        coders.VarIntCoder(), coders.VarIntCoder(),
+                                        coders.StrUtf8Coder()])
+
+
+def request_drain() -> None:
+    """Asks every reader in this process to stop consuming and finish (used on SIGTERM)."""
+    _LOCAL_DRAIN.set()
+
+
+def reset_drain() -> None:
+    _LOCAL_DRAIN.clear()
+
+
+def parse_ack_token(reply: str) -> tuple[int, int, int]:
+    """(stream_seq, ts_ns, num_pending) from a JetStream ack subject (v1 and v2 forms)."""
+    t = reply.split(".")
+    if len(t) == 9:            # $JS.ACK.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
+        return int(t[5]), int(t[7]), int(t[8])
+    if len(t) >= 11:           # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<dlv>.<sseq>...
+        return int(t[7]), int(t[9]), int(t[10])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SourceConfig:
+    settings: NatsSettings
+    consumer: ConsumerSpec
+    stop_at_end: bool = False
+    max_messages: Optional[int] = None
+    control_subject: Optional[str] = None
+    idle_watermark_lag_s: float = 2.0
+    reader_index: int = 0
+    num_readers: int = 1
+    max_batch: int = 2000
+
+
+class _EmptyCheckpoint(CheckpointMark):
+    """The JetStream durable consumer holds the position; acks come from the sink."""
+
+
+class _EmptyCheckpointCoder(coders.Coder):
+    def encode(self, value):
+        return b""
+
+    def decode(self, encoded):
+        return _EmptyCheckpoint()
+
+    def is_deterministic(self):
+        return True
+
+
+class _SharedSubscription:
+    """The live subscription of one source split in this process, shared by its readers.
+
+    Beam's SDF wrapper may resume a checkpointed read on another DoFn instance than the one
+    that parked the reader; a per-reader subscription would then leave messages stranded in
+    the parked reader's buffer.  One subscription per split and process avoids that: every
+    reader handle drains the same buffer and sees the same end-of-input state.
+    """
+
+    def __init__(self, cfg: _SourceConfig):
+        self.cfg = cfg
+        self.buf: collections.deque = collections.deque()
+        self.lock = threading.Lock()
+        self.subs: list = []
+        self.watermark = Timestamp(0)
+        self.emitted = 0
+        self.saw_end = False       # a delivered message reported 0 pending
+        self.draining = False
+        self.finished = False
+        self.nc = async_runtime.connection(cfg.settings)
+        if async_runtime.run(self._subscribe()):
+            self.finished = True
+        _LOG.info("NATS consumer %s subscribed (split %d, already at end=%s)",
+                  cfg.consumer.durable, cfg.reader_index, self.finished)
+
+    async def _subscribe(self) -> bool:
+        cfg = self.cfg
+        js = self.nc.jetstream()
+        streams = await ensure_streams(js)
+        stream_name = streams.get(cfg.consumer.stream, cfg.consumer.stream)
+        await ensure_consumer(js, cfg.consumer, stream_name)
+        empty = False
+        if cfg.stop_at_end:
+            info = await js.consumer_info(stream_name, cfg.consumer.durable)
+            empty = info.num_pending == 0 and info.num_ack_pending == 0
+        buf = self.buf
+
+        async def on_msg(msg):
+            buf.append((msg.subject, msg.data, msg.reply))
+
+        async def on_control(msg):
+            self.draining = True
+
+        limit = max(cfg.consumer.max_ack_pending * 2, 65536)
+        self.subs.append(await self.nc.subscribe(
+            cfg.consumer.deliver_subject, queue=cfg.consumer.durable, cb=on_msg,
+            pending_msgs_limit=limit, pending_bytes_limit=512 * 1024 * 1024))
+        if cfg.control_subject:
+            self.subs.append(await self.nc.subscribe(cfg.control_subject, cb=on_control))
+        await self.nc.flush()
+        return empty
+
+    async def _unsubscribe(self):
+        subs, self.subs = self.subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    def stop_consuming(self) -> None:
+        if self.subs:
+            async_runtime.run(self._unsubscribe())
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.stop_consuming()
+            self.finished = True
+        _LOG.info("NATS consumer %s split %d finished after %d messages",
+                  self.cfg.consumer.durable, self.cfg.reader_index, self.emitted)
+
+    def next_batch(self, max_batch: int):
+        """Up to ``max_batch`` buffered message tuples, or None when nothing is available."""
+        if self.finished:
+            return None
+        if not self.draining and _LOCAL_DRAIN.is_set():
+            self.draining = True
+        if self.draining and self.subs:
+            self.stop_consuming()
+        cap = self.cfg.max_messages
+        if cap is not None:
+            if self.emitted >= cap:
+                self.finish()
+                return None
+            max_batch = min(max_batch, cap - self.emitted)
+        buf = self.buf
+        out = []
+        pop = buf.popleft
+        try:
+            for _ in range(max_batch):
+                subject, payload, reply = pop()
+                seq, ts_ns, pending = parse_ack_token(reply)
+                out.append((subject, payload, seq, ts_ns, reply))
+        except IndexError:
+            pass
+        if not out:
+            if self.draining or (self.cfg.stop_at_end and self.saw_end):
+                self.finish()
+            else:
+                lagged = Timestamp.now() - self.cfg.idle_watermark_lag_s
+                if lagged > self.watermark:
+                    self.watermark = lagged
+            return None
+        if pending == 0:
+            self.saw_end = True
+        ts = Timestamp(micros=max(m[TS_NS] for m in out) // 1000)
+        if ts > self.watermark:
+            self.watermark = ts
+        self.emitted += len(out)
+        return out
+
+
+_SUBSCRIPTIONS: dict = {}
+_SUBSCRIPTIONS_LOCK = threading.Lock()
+
+
+def _subscription(cfg: _SourceConfig) -> _SharedSubscription:
+    with _SUBSCRIPTIONS_LOCK:
+        sub = _SUBSCRIPTIONS.get(cfg)
+        if sub is None or (sub.finished and not sub.buf):
+            sub = _SUBSCRIPTIONS[cfg] = _SharedSubscription(cfg)
+        return sub
+
+
+class _NatsReader(UnboundedReader):
+    """A handle on the split's shared subscription (see ``_SharedSubscription``)."""
+
+    def __init__(self, cfg: _SourceConfig):
+        self._cfg = cfg
+        self._sub: Optional[_SharedSubscription] = None
+        self._current = None
+
+    def start(self) -> bool:
+        self._sub = _subscription(self._cfg)
+        return self.advance()
+
+    def advance(self) -> bool:
+        self._current = self._sub.next_batch(self._cfg.max_batch)
+        return self._current is not None
+
+    def get_current(self):
+        return self._current
+
+    def get_current_timestamp(self) -> Timestamp:
+        return Timestamp(micros=self._current[-1][TS_NS] // 1000)
+
+    def get_watermark(self) -> Timestamp:
+        return MAX_TIMESTAMP if self._sub.finished else self._sub.watermark
+
+    def get_checkpoint_mark(self) -> CheckpointMark:
+        return _EmptyCheckpoint()
+
+    def close(self) -> None:
+        # The shared subscription outlives reader handles; it ends on finish (drain,
+        # bounded end).  Messages never emitted are not acked: JetStream redelivers them.
+        self._sub = None
+
+
+class _NatsSource(UnboundedSource):
+    def __init__(self, cfg: _SourceConfig):
+        self._cfg = cfg
+
+    def split(self, desired_num_splits, options=None):
+        n = self._cfg.num_readers
+        return [_NatsSource(dataclasses.replace(self._cfg, reader_index=i)) for i in range(n)]
+
+    def create_reader(self, options, checkpoint_mark):
+        return _NatsReader(self._cfg)
+
+    def get_checkpoint_mark_coder(self):
+        return _EmptyCheckpointCoder()
+
+    def default_output_coder(self):
+        return coders.IterableCoder(NATS_MESSAGE_CODER)
+
+
+class ReadFromNats(beam.PTransform):
+    """Reads a JetStream durable consumer as an unbounded PCollection of ``NatsMessage``
+    tuples.  See the module docstring for the delivery, watermark and drain guarantees.
+
+    Args:
+      settings: NATS connection settings.
+      consumer: the durable consumer (stream, name, ack_wait, max_ack_pending); created or
+        updated at start, and the streams of configs/streams.yaml are ensured too.
+      stop_at_end / max_messages: bounded mode.
+      control_subject: a subject whose message asks the readers to drain.
+      num_readers: parallel readers sharing the consumer's queue group.
+    """
+
+    def __init__(self, settings: NatsSettings, consumer: ConsumerSpec, *,
+                 stop_at_end: bool = False, max_messages: Optional[int] = None,
+                 control_subject: Optional[str] = None, num_readers: int = 1,
+                 max_records_per_bundle: int = 50, max_read_time_s: float = 0.5,
+                 poll_interval_s: float = 0.1):
+        super().__init__()
+        if num_readers < 1:
+            raise ValueError("num_readers must be >= 1")
+        if max_messages is not None and num_readers != 1:
+            raise ValueError("max_messages needs num_readers=1")
+        self._source = _NatsSource(_SourceConfig(
+            settings=settings, consumer=consumer, stop_at_end=stop_at_end,
+            max_messages=max_messages, control_subject=control_subject,
+            num_readers=num_readers))
+        self._bundle = (poll_interval_s, max_records_per_bundle, max_read_time_s)
+
+    def expand(self, pbegin):
+        poll, max_records, max_time = self._bundle
+        return (pbegin
+                | "Read" >> ReadFromUnboundedSource(self._source, poll_interval=poll,
+                                                    max_records_per_bundle=max_records,
+                                                    max_read_time_seconds=max_time)
+                | "Unbatch" >> beam.FlatMap(lambda batch: batch).with_output_types(tuple))

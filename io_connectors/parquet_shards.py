@@ -1,0 +1,104 @@
+"""``WriteParquetShards``: one Parquet file per shard, then ack the messages it holds.
+
+Input: ``(shard_key, [(ack_token, row_tuple), ...])`` shards (see
+``transforms.flush_policy``).  Each shard becomes one zstd Parquet file
+``part-HHMMSS-<unique>.parquet`` (HHMMSS = UTC time of its earliest row) in the key's
+folder, written atomically and durably, and only then are its messages acked to JetStream.  A failed write is retried with backoff and finally fails
+the bundle without acking, so the messages are redelivered; nothing is acked unwritten.
+Output: ``(relative_path, row_count)`` for each file written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from typing import Callable, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from io_connectors import nats_ack
+from io_connectors.lake_storage import LakeStorage
+from io_connectors.nats_settings import NatsSettings
+from transforms.arrow_rows import rows_to_table
+
+_LOG = logging.getLogger(__name__)
+
+
+def shard_name(first_ts_ns: int) -> str:
+    hhmmss = dt.datetime.fromtimestamp(first_ts_ns / 1e9, dt.timezone.utc).strftime("%H%M%S")
+    return f"part-{hhmmss}-{uuid.uuid4().hex[:16]}.parquet"
+
+
+class _WriteShardDoFn(beam.DoFn):
+    def __init__(self, storage: LakeStorage, layout: Callable, ack_settings: Optional[NatsSettings],
+                 compression: tuple[str, int], retries: int, retry_wait_s: float):
+        self._storage = storage
+        self._layout = layout
+        self._ack_settings = ack_settings
+        self._compression = compression
+        self._retries = retries
+        self._retry_wait_s = retry_wait_s
+        self._rows = Metrics.counter("lake", "rows_written")
+        self._files = Metrics.counter("lake", "files_written")
+
+    def process(self, keyed):
+        key, values = keyed
+        tokens, rows = [], []
+        for token, row in values:
+            tokens.append(token)
+            rows.append(row)
+        if not rows:
+            return
+        folder, schema, sort_col = self._layout(key)
+        table = rows_to_table(rows, schema, sort_by=sort_col)
+        rel = self._write_with_retry(folder, table, table[sort_col][0].as_py())
+        self._rows.inc(table.num_rows)
+        self._files.inc()
+        if self._ack_settings is not None:
+            try:
+                nats_ack.ack(self._ack_settings, tokens)
+            except Exception:  # pylint: disable=broad-except
+                # Written but not acked: JetStream redelivers, readers drop the duplicate.
+                _LOG.warning("could not ack %d messages of %s", len(tokens), rel, exc_info=True)
+        yield rel, table.num_rows
+
+    def _write_with_retry(self, folder, table, first_ts_ns):
+        wait = self._retry_wait_s
+        for attempt in range(self._retries + 1):
+            name = shard_name(first_ts_ns)
+            try:
+                return self._storage.write_parquet(folder, name, table, *self._compression)
+            except FileExistsError:
+                continue
+            except Exception:  # pylint: disable=broad-except
+                if attempt == self._retries:
+                    raise
+                _LOG.warning("write of %s/%s failed (attempt %d), retrying in %.1fs",
+                             folder, name, attempt + 1, wait, exc_info=True)
+                time.sleep(wait)
+                wait = min(wait * 2, 10.0)
+        raise RuntimeError(f"could not find a free shard name in {folder}")
+
+
+class WriteParquetShards(beam.PTransform):
+    """Writes each ``(shard_key, [(ack_token, row), ...])`` shard as one Parquet file and
+    acks its messages; outputs ``(relative_path, rows)`` per file.
+
+    Args:
+      storage: the lake (local or S3).
+      layout: ``key -> (folder, schema, sort_column)``; a module-level function.
+      ack_settings: NATS settings used to ack the written messages (None: no acks).
+      compression: (codec, level).
+    """
+
+    def __init__(self, storage: LakeStorage, layout: Callable,
+                 ack_settings: Optional[NatsSettings], compression=("zstd", 3),
+                 retries: int = 5, retry_wait_s: float = 0.5):
+        super().__init__()
+        self._dofn = _WriteShardDoFn(storage, layout, ack_settings, tuple(compression),
+                                     retries, retry_wait_s)
+
+    def expand(self, keyed):
+        return keyed | "WriteShard" >> beam.ParDo(self._dofn)

@@ -1,0 +1,1 @@
+"""Runnable pipelines (python -m pipelines.<name>); they only wire transforms and connectors."""

@@ -1,0 +1,67 @@
+"""Shared option handling for the pipelines: runner resolution, Prism location, errors.
+
+``--runner=DirectRunner`` (the default) runs on Beam's Prism engine, which is the
+DirectRunner's streaming engine.  The project pins the runner to Prism explicitly instead
+of letting Beam's SwitchingDirectRunner silently fall back to a batch-only runner when
+Prism cannot start; the Prism binary is the one ``./run.sh setup`` built.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
+                                                  PrismRunnerOptions, StandardOptions)
+
+from io_connectors.config import ConfigError, load_config, resolve_path
+
+_LOG = logging.getLogger(__name__)
+_DIRECT = {None, "DirectRunner", "PrismRunner", "SwitchingDirectRunner"}
+
+
+class UsageError(ValueError):
+    """A bad flag or value; the launcher prints it and exits with status 2."""
+
+
+def prism_location(options: PipelineOptions) -> str:
+    flag = options.view_as(PrismRunnerOptions).prism_location
+    path = flag or os.environ.get("PRISM_LOCATION") or load_config("runner").get("prism_location")
+    if not path:
+        raise UsageError("no Prism binary configured (configs/runner.yaml prism_location)")
+    path = resolve_path(path)
+    if "://" not in path and not os.path.isfile(path):
+        raise UsageError(f"Prism binary not found at {path}: run ./run.sh setup "
+                         "(it builds Prism with Go) or pass --prism_location")
+    return path
+
+
+def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions:
+    """Resolves the runner in place: DirectRunner -> Prism with the local binary."""
+    std = options.view_as(StandardOptions)
+    std.streaming = streaming
+    if std.runner in _DIRECT:
+        std.runner = "PrismRunner"
+        options.view_as(PrismRunnerOptions).prism_location = prism_location(options)
+        prism = options.view_as(PrismRunnerOptions)
+        if prism.prism_log_level in (None, "info"):
+            prism.prism_log_level = "warn"
+        if not options.view_as(PortableOptions).environment_type:
+            options.view_as(PortableOptions).environment_type = "LOOPBACK"
+    return options
+
+
+def fail(message: str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("apache_beam", "PrismRunner"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+__all__ = ["UsageError", "ConfigError", "prepare_runner", "prism_location", "fail",
+           "configure_logging"]

@@ -1,0 +1,94 @@
+"""Runs a streaming pipeline until it ends or a SIGINT/SIGTERM asks it to drain.
+
+On the first signal the launcher asks the NATS readers to drain (in-process, and by a
+publish on the run's control subject for workers in other processes): they stop
+consuming, emit what they buffered and finish, the final panes are written and acked, and
+the pipeline ends.  The launcher then exits 0.  If the drain has not finished within the
+shutdown timeout, or on a second signal, it cancels the job and exits 1; messages not yet
+written stay un-acked and JetStream redelivers them.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from io_connectors import async_runtime, nats_source
+from io_connectors.nats_settings import NatsSettings
+
+_LOG = logging.getLogger(__name__)
+
+
+def _publish_drain(settings: NatsSettings, subject: str) -> None:
+    async def go():
+        nc = async_runtime.connection(settings)
+        await nc.publish(subject, b"drain")
+        await nc.flush()
+    try:
+        async_runtime.run(go(), timeout=5)
+    except Exception:  # pylint: disable=broad-except
+        _LOG.warning("could not publish the drain request on %s", subject, exc_info=True)
+
+
+def summarize(result) -> dict:
+    """Counters of the lake namespace (rows_written, files_written) from the job's metrics."""
+    out = {}
+    try:
+        for c in result.metrics().query()["counters"]:
+            if c.key.metric.namespace == "lake":
+                out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
+    except Exception:  # pylint: disable=broad-except
+        pass
+    return out
+
+
+def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
+                      shutdown_timeout_s: float) -> tuple[int, object]:
+    """Runs ``pipeline``; returns (exit code, result)."""
+    nats_source.reset_drain()
+    signals: list[int] = []
+
+    def on_signal(signum, _frame):
+        signals.append(signum)
+        if len(signals) == 1:
+            _LOG.info("signal %d: draining (stop consuming, flush, ack)", signum)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = pipeline.run()
+        done = threading.Event()
+        outcome: dict = {}
+
+        def wait():
+            try:
+                outcome["state"] = result.wait_until_finish()
+            except Exception as exc:  # pylint: disable=broad-except
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=wait, name="pipeline-wait", daemon=True).start()
+        drain_started = None
+        while not done.wait(0.2):
+            if signals and drain_started is None:
+                drain_started = time.monotonic()
+                nats_source.request_drain()
+                threading.Thread(target=_publish_drain, args=(settings, control_subject),
+                                 daemon=True).start()
+            if drain_started is not None and (
+                    len(signals) > 1 or time.monotonic() - drain_started > shutdown_timeout_s):
+                _LOG.error("drain did not finish in %.0fs; cancelling (un-acked messages will "
+                           "be redelivered)", shutdown_timeout_s)
+                try:
+                    result.cancel()
+                except Exception:  # pylint: disable=broad-except
+                    pass
+                return 1, result
+        if "error" in outcome:
+            _LOG.error("pipeline failed: %s", outcome["error"])
+            return 1, result
+        return 0, result
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Project entry point.  ./run.sh setup | demo | test | bench [name] | prism-path
+#   setup  idempotent: .venv with pinned dependencies, the project itself, and
+#          Beam's Prism runner built with Go at the SDK's release tag.
+#   demo   setup, then the Bronze flow on embedded defaults (NATS started here).
+#   test   setup, then the test suite (fixtures start nats-server themselves).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+BEAM_VERSION="2.77.0"            # one Beam release for the SDK, Prism and the Flink job server
+VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+PRISM="$TOOLS/bin/prism"
+PY="$VENV/bin/python"
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+
+setup_python() {
+  local stamp="$VENV/.requirements.sha"
+  local want; want="$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)"
+  if [ ! -x "$PY" ]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing pinned dependencies"
+    "$PY" -m pip install -q --upgrade pip >/dev/null
+    "$PY" -m pip install -q -r requirements.txt
+    "$PY" -m pip install -q --no-deps -e .
+    echo "$want" > "$stamp"
+  fi
+  local got; got="$("$PY" -c 'import apache_beam; print(apache_beam.__version__)')"
+  if [ "$got" != "$BEAM_VERSION" ]; then
+    log "apache-beam $got installed but run.sh pins $BEAM_VERSION"; exit 1
+  fi
+}
+
+setup_prism() {
+  local stamp="$TOOLS/prism.version"
+  if [ -x "$PRISM" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$BEAM_VERSION" ]; then return; fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "Go is required to build Beam's Prism runner (no binary can be downloaded here)"; exit 1
+  fi
+  log "building Prism v$BEAM_VERSION with go install (about a minute)"
+  mkdir -p "$TOOLS/bin"
+  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$BEAM_VERSION"
+  echo "$BEAM_VERSION" > "$stamp"
+}
+
+setup() {
+  setup_python
+  setup_prism
+  export PRISM_LOCATION="$PRISM"
+}
+
+cmd="${1:-help}"; shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo)
+    setup
+    exec "$PY" -m pipelines.demo "$@" ;;
+  test)
+    setup
+    set +e
+    "$PY" -m pytest -q -p no:cacheprovider "$@" tests
+    rc=$?
+    set -e
+    [ "$rc" = 5 ] && { log "pytest collected no tests"; exit 1; }
+    exit "$rc" ;;
+  bench)
+    setup
+    name="${1:-bronze_ingest}"; shift || true
+    exec "$PY" -m "benchmarks.$name" "$@" ;;
+  prism-path) echo "$PRISM" ;;
+  *) echo "usage: ./run.sh setup|demo|test|bench [name]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""PTransforms and pure logic: parsing, routing, flush policy, features."""

@@ -1,0 +1,231 @@
+"""Bus JSON -> typed Bronze rows, with a precise reason for anything invalid.
+
+Pure functions, no Beam: ``parse_market_event(subject, payload)`` returns a
+``ParsedEvent`` (dataset folder, partition value, UTC date/hour partition, row tuple in
+the dataset's schema order) or raises ``InvalidEvent`` whose message is the reason that
+goes to the dead-letter store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any, NamedTuple
+
+import orjson
+
+from transforms.schemas import BRONZE_DATASETS, MBP_LEVELS
+
+TS_MIN_NS = 946_684_800 * 10**9          # 2000-01-01T00:00:00Z
+TS_MAX_NS = 4_102_444_800 * 10**9        # 2100-01-01T00:00:00Z
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+SOURCES = frozenset({"replay", "sim", "direct_feed"})
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,31}")
+_CONTRACT = re.compile(r"([A-Z]{1,5}?)[FGHJKMNQUVXZ]\d{1,2}")
+_EPOCH = dt.date(1970, 1, 1)
+_NS_PER_HOUR = 3_600 * 10**9
+_NS_PER_DAY = 24 * _NS_PER_HOUR
+
+
+class InvalidEvent(ValueError):
+    """The message cannot become a Bronze row; ``str(exc)`` is the dead-letter reason."""
+
+
+class ParsedEvent(NamedTuple):
+    dataset: str          # folder below bronze/, e.g. "futures/trades"
+    partition: str        # symbol root ("ES") or underlying
+    date: str             # UTC date of ts_event_ns, YYYY-MM-DD
+    hour: int             # UTC hour of ts_event_ns
+    row: tuple            # values in the dataset schema's column order
+
+
+def symbol_root(symbol: str) -> str:
+    """Root of a futures contract code: ``ESZ4`` -> ``ES``, ``ESZ24`` -> ``ES``; a symbol
+    that is not a contract code (``ES``) is its own root."""
+    m = _CONTRACT.fullmatch(symbol)
+    return m.group(1) if m else symbol
+
+
+def utc_date_hour(ts_ns: int) -> tuple[str, int]:
+    """UTC (YYYY-MM-DD, hour) of a nanosecond timestamp."""
+    days, rem = divmod(ts_ns, _NS_PER_DAY)
+    return (_EPOCH + dt.timedelta(days=days)).isoformat(), rem // _NS_PER_HOUR
+
+
+def _int(obj: dict, key: str, lo: int, hi: int, optional: bool = False) -> Any:
+    v = obj.get(key)
+    if v is None:
+        if optional:
+            return None
+        raise InvalidEvent(f"missing field '{key}'")
+    if type(v) is not int:
+        raise InvalidEvent(f"field '{key}' must be an integer, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise InvalidEvent(f"field '{key}'={v} out of range [{lo}, {hi}]")
+    return v
+
+
+def _num(obj: dict, key: str, lo: float, optional: bool = False, strict: bool = False) -> Any:
+    v = obj.get(key)
+    if v is None:
+        if optional:
+            return None
+        raise InvalidEvent(f"missing field '{key}'")
+    t = type(v)
+    if t is not float and t is not int:
+        raise InvalidEvent(f"field '{key}' must be a number, got {t.__name__}")
+    v = float(v)
+    if not math.isfinite(v) or v < lo or (strict and v == lo):
+        raise InvalidEvent(f"field '{key}'={v} out of range ({'>' if strict else '>='} {lo})")
+    return v
+
+
+def _str(obj: dict, key: str, optional: bool = False) -> Any:
+    v = obj.get(key)
+    if v is None:
+        if optional:
+            return None
+        raise InvalidEvent(f"missing field '{key}'")
+    if type(v) is not str or not v or len(v) > 64:
+        raise InvalidEvent(f"field '{key}' must be a non-empty string of at most 64 characters")
+    return v
+
+
+def _ident(obj: dict, key: str) -> str:
+    v = obj.get(key)
+    if v is None:
+        raise InvalidEvent(f"missing field '{key}'")
+    if type(v) is not str or not _IDENT.fullmatch(v):
+        raise InvalidEvent(f"field '{key}'={v!r} is not a plain identifier ([A-Za-z0-9_], 1-32)")
+    return v
+
+
+def _common(obj: dict) -> tuple[int, int, str]:
+    ts_event = _int(obj, "ts_event_ns", TS_MIN_NS, TS_MAX_NS - 1)
+    ts_recv = _int(obj, "ts_recv_ns", TS_MIN_NS, TS_MAX_NS - 1)
+    source = obj.get("source")
+    if source not in SOURCES:
+        raise InvalidEvent(f"field 'source'={source!r} is not one of {sorted(SOURCES)}")
+    return ts_event, ts_recv, source
+
+
+def _aggressor(obj: dict) -> int:
+    v = obj.get("aggressor")
+    if type(v) is not int or v not in (-1, 0, 1):
+        raise InvalidEvent(f"field 'aggressor'={v!r} must be 1, -1 or 0")
+    return v
+
+
+def _conditions(obj: dict) -> Any:
+    v = obj.get("conditions")
+    if v is None:
+        return None
+    if type(v) is not list or any(type(c) is not int or not -32768 <= c <= 32767 for c in v):
+        raise InvalidEvent("field 'conditions' must be a list of 16-bit integers")
+    return v
+
+
+def _futures_trade(obj: dict) -> tuple[str, int, tuple]:
+    ts_event, ts_recv, source = _common(obj)
+    symbol = _ident(obj, "symbol")
+    row = (ts_event, ts_recv, source, symbol,
+           _num(obj, "price", 0.0, strict=True),
+           _int(obj, "size", 1, INT32_MAX),
+           _aggressor(obj),
+           _str(obj, "exchange", optional=True),
+           _conditions(obj),
+           _int(obj, "seq", -INT64_MAX, INT64_MAX, optional=True))
+    return symbol_root(symbol), ts_event, row
+
+
+def _mbp10(obj: dict) -> tuple[str, int, tuple]:
+    ts_event, ts_recv, source = _common(obj)
+    symbol = _ident(obj, "symbol")
+    levels = obj.get("levels")
+    if type(levels) is not list:
+        raise InvalidEvent("field 'levels' must be a list")
+    if len(levels) > MBP_LEVELS:
+        raise InvalidEvent(f"field 'levels' has {len(levels)} entries, at most {MBP_LEVELS}")
+    bids: list = []
+    asks: list = []
+    for i, lvl in enumerate(levels):
+        if type(lvl) is not dict:
+            raise InvalidEvent(f"levels[{i}] must be an object")
+        try:
+            bids += (_num(lvl, "bid_px", 0.0), _int(lvl, "bid_sz", 0, INT32_MAX))
+            asks += (_num(lvl, "ask_px", 0.0), _int(lvl, "ask_sz", 0, INT32_MAX))
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"levels[{i}]: {exc}") from None
+    missing = (0.0, 0) * (MBP_LEVELS - len(levels))
+    snap = obj.get("is_snapshot")
+    if type(snap) is not bool:
+        raise InvalidEvent(f"field 'is_snapshot' must be a boolean, got {type(snap).__name__}")
+    row = ((ts_event, ts_recv, source, symbol) + tuple(bids) + missing + tuple(asks) + missing
+           + (snap, _int(obj, "seq", -INT64_MAX, INT64_MAX, optional=True)))
+    return symbol_root(symbol), ts_event, row
+
+
+def _exp_date_days(obj: dict) -> int:
+    v = obj.get("exp_date")
+    if type(v) is not str:
+        raise InvalidEvent("field 'exp_date' must be an ISO date string")
+    try:
+        return (dt.date.fromisoformat(v) - _EPOCH).days
+    except ValueError:
+        raise InvalidEvent(f"field 'exp_date'={v!r} is not an ISO date") from None
+
+
+def _option_trade(obj: dict) -> tuple[str, int, tuple]:
+    ts_event, ts_recv, source = _common(obj)
+    underlying = _ident(obj, "underlying")
+    right = obj.get("right")
+    if right not in ("C", "P"):
+        raise InvalidEvent(f"field 'right'={right!r} must be 'C' or 'P'")
+    row = (ts_event, ts_recv, source, underlying,
+           _str(obj, "option_symbol"),
+           _exp_date_days(obj),
+           _num(obj, "strike", 0.0, strict=True),
+           right,
+           _num(obj, "price", 0.0),
+           _int(obj, "size", 1, INT32_MAX),
+           _num(obj, "opt_bid", 0.0, optional=True),
+           _num(obj, "opt_ask", 0.0, optional=True),
+           _aggressor(obj),
+           _conditions(obj),
+           _int(obj, "seq", -INT64_MAX, INT64_MAX, optional=True))
+    return underlying, ts_event, row
+
+
+_PARSERS = {
+    "market.futures.trades": _futures_trade,
+    "market.futures.mbp10": _mbp10,
+    "market.options.trades": _option_trade,
+}
+assert set(_PARSERS) == set(BRONZE_DATASETS)
+
+
+def decode_json_object(payload: bytes) -> dict:
+    """UTF-8 JSON object -> dict, or InvalidEvent naming what is wrong."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        if isinstance(payload, (bytes, bytearray)):
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidEvent("payload is not valid UTF-8") from None
+        raise InvalidEvent(f"payload is not JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise InvalidEvent(f"payload must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_market_event(subject: str, payload: bytes) -> ParsedEvent:
+    """Validates one bus message and returns its Bronze row and partition."""
+    parser = _PARSERS.get(subject)
+    if parser is None:
+        raise InvalidEvent(f"unknown subject {subject!r}")
+    partition, ts_event, row = parser(decode_json_object(payload))
+    date, hour = utc_date_hour(ts_event)
+    return ParsedEvent(BRONZE_DATASETS[subject].path, partition, date, hour, row)
