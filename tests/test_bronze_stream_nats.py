@@ -1,0 +1,148 @@
+"""bronze_stream end to end against a real nats-server on the DirectRunner (Prism)."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import wait_for
+from tests.helpers import (consumer_state, count_rows, kill_group, parquet_files, publish,
+                           start_pipeline)
+from transforms.market_parse import symbol_root, utc_date_hour
+from transforms.sample_events import sample_events
+
+pytestmark = pytest.mark.timeout(300)
+
+HOUR_14 = 1734357600 * 10**9          # 2024-12-16T14:00:00Z
+DATASETS = ("futures/trades", "futures/mbp10", "options/trades")
+BAD = [
+    ("market.futures.trades", b"\xff\xfe\x00garbage"),
+    ("market.futures.trades", b"{\"ts_event_ns\": 1}"),
+    ("market.futures.trades", orjson.dumps(dict(ts_event_ns=HOUR_14, ts_recv_ns=HOUR_14,
+                                                source="sim", symbol="../etc", price=1.0,
+                                                size=1, aggressor=0))),
+    ("market.options.trades", b"[]"),
+    ("market.weird.subject", b"{}"),
+]
+
+
+def _mixed_events():
+    """~20k events of the three schemas over two UTC hours and two contracts."""
+    events = list(sample_events(HOUR_14 + 3000 * 10**9, 1200, trades_per_second=6.5, seed=1))
+    events += list(sample_events(HOUR_14 + 3600 * 10**9 + 10**9, 1200, trades_per_second=6.5,
+                                 seed=2))
+    return [(s, orjson.dumps(e)) for s, e in events]
+
+
+def _expected_partition(dataset, row):
+    key = row["underlying"] if dataset == "options/trades" else symbol_root(row["symbol"])
+    date, hour = utc_date_hour(row["ts_event_ns"])
+    col = "underlying" if dataset == "options/trades" else "symbol"
+    return f"{col}={key}/date={date}/hour={hour:02d}"
+
+
+def _assert_lake_matches(data_root, published):
+    want = collections.Counter()
+    for subject, payload in published:
+        want[subject.split(".", 1)[1].replace(".", "/")] += 1
+    for dataset in DATASETS:
+        seen = collections.Counter()
+        for path in parquet_files(data_root, dataset):
+            t = pq.read_table(path)
+            ts = t["ts_event_ns"].to_pylist()
+            assert ts == sorted(ts), f"{path} not sorted by ts_event_ns"
+            for row in t.to_pylist():
+                assert _expected_partition(dataset, row) in path
+                seen[(row["ts_event_ns"], row.get("seq"), row.get("symbol", row.get("option_symbol")))] += 1
+        assert sum(seen.values()) == want[dataset], dataset
+        assert max(seen.values()) == 1, f"{dataset}: duplicated rows"
+
+
+def test_stream_lands_everything_dead_letters_bad_input_and_drains_on_sigterm(nats_server, tmp_path):
+    data_root = str(tmp_path / "lake")
+    log = str(tmp_path / "bronze.log")
+    events = _mixed_events()
+    assert 19000 < len(events) < 22000
+    proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
+                          f"--data_root={data_root}", log_path=log)
+    try:
+        publish(nats_server.url, events + BAD)
+        total = len(events)
+        wait_for(lambda: sum(count_rows(data_root, d) for d in DATASETS) == total, 120,
+                 message="all events in Bronze")
+        # A small tail for a new hour: fewer than 1000 events, so only the 5 s processing-time
+        # rule can flush it, and it must do so while the pipeline keeps running.
+        tail = [(s, orjson.dumps(e)) for s, e in
+                sample_events(HOUR_14 + 2 * 3600 * 10**9, 3, trades_per_second=10, seed=3)]
+        t0 = time.monotonic()
+        publish(nats_server.url, tail)
+        wait_for(lambda: count_rows(data_root, "futures/trades") >= sum(
+            1 for s, _ in events + tail if s == "market.futures.trades"), 30,
+            message="time-triggered shard")
+        assert time.monotonic() - t0 < 15
+        assert proc.poll() is None, "pipeline stopped by itself"
+        events += tail
+
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert proc.wait(40) == 0, open(log).read()[-3000:]
+        assert time.monotonic() - t0 < 30
+    finally:
+        kill_group(proc)
+
+    _assert_lake_matches(data_root, events)
+    sizes = [pq.read_metadata(p).num_rows for p in parquet_files(data_root, "futures/trades")]
+    assert 1000 in sizes, "no count-triggered shard"
+    assert any(s < 1000 for s in sizes), "no time-triggered shard"
+    assert max(sizes) <= 1000
+
+    dead = pq.read_table(os.path.join(data_root, "bronze", "_dead_letter")).to_pylist()
+    assert len(dead) == len(BAD)
+    by_payload = {d["payload"]: d for d in dead}
+    assert set(by_payload) == {p for _, p in BAD}
+    assert "UTF-8" in by_payload[BAD[0][1]]["reason"]
+    assert "ts_event_ns" in by_payload[BAD[1][1]]["reason"]
+    assert "plain identifier" in by_payload[BAD[2][1]]["reason"]
+    assert "unknown subject" in by_payload[BAD[4][1]]["reason"]
+    assert all(d["stream_seq"] > 0 and d["received_ns"] > 0 for d in dead)
+    # everything was acked after being written
+    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
+def test_sigkill_mid_stream_then_restart_loses_nothing(nats_server, tmp_path):
+    data_root = str(tmp_path / "lake")
+    flags = [f"--nats_url={nats_server.url}", f"--data_root={data_root}",
+             "--flush_max_seconds=2", "--ack_wait_s=15"]
+    events = _mixed_events()
+    publish(nats_server.url, events)
+    proc = start_pipeline("pipelines.bronze_stream", *flags, log_path=str(tmp_path / "a.log"))
+    try:
+        wait_for(lambda: count_rows(data_root, "futures/trades") >= 2000, 120,
+                 interval=0.02, message="first shards")
+        kill_group(proc)                     # no drain, no flush: buffered events are lost
+        proc.wait(10)
+    finally:
+        kill_group(proc)
+    landed_before = sum(count_rows(data_root, d) for d in DATASETS)
+    assert landed_before < len(events), "the kill came too late to test anything"
+
+    proc = start_pipeline("pipelines.bronze_stream", *flags, log_path=str(tmp_path / "b.log"))
+    try:
+        def unique_rows():
+            from io_connectors.bronze_reader import BronzeReader
+            r = BronzeReader(data_root)
+            n = len(r.read_futures_trades("ES", "2024-12-16", front_month_only=False))
+            n += len(r.read_futures_mbp10("ES", "2024-12-16", front_month_only=False))
+            n += len(r.read_option_trades("ES", "2024-12-16"))
+            return n == len(events)
+        wait_for(unique_rows, 150, interval=1.0, message="every event after restart")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    finally:
+        kill_group(proc)
+    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
