@@ -48,7 +48,8 @@ class BronzeReader:
 
     # ---- public API --------------------------------------------------------------------
     def read_futures_trades(self, symbol: str = "ES", date: Optional[str] = None,
-                            start_ns: Optional[int] = None, end_ns: Optional[int] = None, front_month_only: bool = True,
+                            start_ns: Optional[int] = None, end_ns: Optional[int] = None,
+                            front_month_only: bool = True,
                             specific_contract: Optional[str] = None,
                             dedupe: bool = True) -> pd.DataFrame:
         """Futures trades of root ``symbol`` on ``date``, optionally in ``[start_ns, end_ns)``.

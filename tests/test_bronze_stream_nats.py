@@ -146,3 +146,40 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(nats_server, tmp_path):
     finally:
         kill_group(proc)
     assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
+def test_bronze_writer_api_start_stop(nats_server, tmp_path):
+    import asyncio
+    from io_connectors.nats_bus import NatsBus
+    from io_connectors.nats_settings import NatsSettings
+    from pipelines.bronze_writer import BronzeWriter
+
+    data_root = str(tmp_path / "lake")
+    events = list(sample_events(HOUR_14, 20, trades_per_second=20, seed=5))
+
+    async def go():
+        bus = await NatsBus(NatsSettings(url=nats_server.url)).connect()
+        writer = BronzeWriter(bus=bus, data_root=data_root, log_path=str(tmp_path / "w.log"))
+        await writer.start()
+        for subject, event in events:
+            await bus.publish(subject, event)
+        await bus.flush()
+        code = await writer.stop()          # drain: everything buffered is written
+        await bus.close()
+        return code
+
+    assert asyncio.run(go()) == 0
+    assert sum(count_rows(data_root, d) for d in DATASETS) == len(events)
+    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
+def test_bad_flags_stop_with_a_message(nats_server, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_stream", "--runner=DirectRunner",
+                        f"--nats_url={nats_server.url}", "--ack_wait_s=3"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "ack_wait_s=3.0 is too short" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_stream", "--nats_url=http://x"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "must start with nats://" in r.stderr
