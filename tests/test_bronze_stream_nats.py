@@ -63,13 +63,15 @@ def _assert_lake_matches(data_root, published):
         assert max(seen.values()) == 1, f"{dataset}: duplicated rows"
 
 
-def test_stream_lands_everything_dead_letters_bad_input_and_drains_on_sigterm(nats_server, tmp_path):
+@pytest.mark.parametrize("flush_mode", ["state", "trigger"])
+def test_stream_lands_everything_dead_letters_bad_input_and_drains_on_sigterm(
+        nats_server, tmp_path, flush_mode):
     data_root = str(tmp_path / "lake")
     log = str(tmp_path / "bronze.log")
     events = _mixed_events()
     assert 19000 < len(events) < 22000
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
-                          f"--data_root={data_root}", log_path=log)
+                          f"--data_root={data_root}", f"--flush_mode={flush_mode}", log_path=log)
     try:
         publish(nats_server.url, events + BAD)
         total = len(events)
