@@ -12,9 +12,7 @@ import atexit
 import threading
 from typing import Any, Coroutine
 
-import nats
-
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats_settings import NatsSettings, connect
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -44,7 +42,7 @@ def connection(settings: NatsSettings):
         nc = _connections.get(settings)
     if nc is not None and not nc.is_closed:
         return nc
-    nc = run(nats.connect(**settings.connect_kwargs()))
+    nc = run(connect(settings))
     with _lock:
         old = _connections.get(settings)
         if old is not None and not old.is_closed:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional
 
-import nats
 import orjson
 
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats_settings import NatsSettings, connect
 from io_connectors.nats_streams import ensure_streams
 
 
@@ -35,7 +34,7 @@ class NatsBus:
         self.published = 0
 
     async def connect(self) -> "NatsBus":
-        self.nc = await nats.connect(**self.settings.connect_kwargs())
+        self.nc = await connect(self.settings)
         self.js = self.nc.jetstream(publish_async_max_pending=self.max_in_flight)
         await ensure_streams(self.js)
         return self

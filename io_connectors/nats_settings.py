@@ -1,10 +1,13 @@
 """Connection settings for NATS: configs/streams.yaml, then env, then explicit flags."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import ssl
 from typing import Optional
+
+import nats
 
 from io_connectors.config import ConfigError, load_config, require
 
@@ -53,3 +56,22 @@ class NatsSettings:
                 ctx.load_cert_chain(self.tls_cert, self.tls_key)
             kw["tls"] = ctx
         return kw
+
+
+async def connect(settings: NatsSettings, timeout: Optional[float] = None):
+    """Connects with ``settings``; fails with ConnectionError naming the last error (bad
+    credentials, refused, ...) instead of retrying the first connection forever.  Once
+    connected, the client reconnects on its own for as long as it takes."""
+    errors: list = []
+
+    async def on_error(exc):
+        errors.append(exc)
+
+    limit = timeout if timeout is not None else max(10.0, 3 * settings.connect_timeout_s)
+    try:
+        return await asyncio.wait_for(
+            nats.connect(**settings.connect_kwargs(), error_cb=on_error), limit)
+    except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
+        last = errors[-1] if errors else exc
+        raise ConnectionError(f"could not connect to NATS at {settings.url} within "
+                              f"{limit:.0f}s: {type(last).__name__}: {last}") from None

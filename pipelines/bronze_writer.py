@@ -23,7 +23,7 @@ import nats
 
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats_settings import NatsSettings, connect
 from io_connectors.nats_streams import consumer_spec
 
 
@@ -82,7 +82,7 @@ class BronzeWriter:
         self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
                                      stderr=subprocess.STDOUT, env=env)
         spec = consumer_spec("bronze")
-        nc = await nats.connect(**self.settings.connect_kwargs())
+        nc = await connect(self.settings)
         try:
             js = nc.jetstream()
             deadline = time.monotonic() + timeout
