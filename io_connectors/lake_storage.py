@@ -8,6 +8,7 @@ existing file), then the folder is fsynced; on S3 a single PUT is atomic.
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import uuid
@@ -127,3 +128,9 @@ def resolve_data_root(flag: Optional[str] = None) -> str:
     from io_connectors.config import resolve_path
     value = flag or os.environ.get("DATA_ROOT") or load_config("lake").get("data_root", "./data")
     return resolve_path(str(value))
+
+
+def shard_name(first_ts_ns: int) -> str:
+    """``part-HHMMSS-<unique>.parquet``, HHMMSS = UTC time of the shard's first row."""
+    hhmmss = dt.datetime.fromtimestamp(first_ts_ns / 1e9, dt.timezone.utc).strftime("%H%M%S")
+    return f"part-{hhmmss}-{uuid.uuid4().hex[:16]}.parquet"

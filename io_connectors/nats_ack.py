@@ -28,3 +28,13 @@ def ack(settings: NatsSettings, tokens: Iterable[str], timeout: float = 30.0) ->
     nc = async_runtime.connection(settings)
     async_runtime.run(_publish_acks(nc, tokens), timeout=timeout)
     return len(tokens)
+
+
+def parse_ack_token(reply: str) -> tuple[int, int, int]:
+    """(stream_seq, ts_ns, num_pending) from a JetStream ack subject (v1 and v2 forms)."""
+    t = reply.split(".")
+    if len(t) == 9:            # $JS.ACK.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
+        return int(t[5]), int(t[7]), int(t[8])
+    if len(t) >= 11:           # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<dlv>.<sseq>...
+        return int(t[7]), int(t[9]), int(t[10])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")

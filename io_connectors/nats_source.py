@@ -26,7 +26,6 @@ import collections
 import dataclasses
 import logging
 import threading
-import time
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
@@ -36,6 +35,7 @@ from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSo
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from io_connectors import async_runtime
+from io_connectors.nats_ack import parse_ack_token
 from io_connectors.nats_settings import NatsSettings
 from io_connectors.nats_streams import ConsumerSpec, ensure_consumer, ensure_streams
 
@@ -65,16 +65,6 @@ def request_drain() -> None:
 
 def reset_drain() -> None:
     _LOCAL_DRAIN.clear()
-
-
-def parse_ack_token(reply: str) -> tuple[int, int, int]:
-    """(stream_seq, ts_ns, num_pending) from a JetStream ack subject (v1 and v2 forms)."""
-    t = reply.split(".")
-    if len(t) == 9:            # $JS.ACK.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
-        return int(t[5]), int(t[7]), int(t[8])
-    if len(t) >= 11:           # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<dlv>.<sseq>...
-        return int(t[7]), int(t[9]), int(t[10])
-    raise ValueError(f"not a JetStream ack subject: {reply!r}")
 
 
 @dataclasses.dataclass(frozen=True)

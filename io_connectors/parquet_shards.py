@@ -9,26 +9,19 @@ Output: ``(relative_path, row_count)`` for each file written.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-import uuid
 from typing import Callable, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from io_connectors import nats_ack
-from io_connectors.lake_storage import LakeStorage
+from io_connectors.lake_storage import LakeStorage, shard_name
 from io_connectors.nats_settings import NatsSettings
 from transforms.arrow_rows import rows_to_table
 
 _LOG = logging.getLogger(__name__)
-
-
-def shard_name(first_ts_ns: int) -> str:
-    hhmmss = dt.datetime.fromtimestamp(first_ts_ns / 1e9, dt.timezone.utc).strftime("%H%M%S")
-    return f"part-{hhmmss}-{uuid.uuid4().hex[:16]}.parquet"
 
 
 class _WriteShardDoFn(beam.DoFn):

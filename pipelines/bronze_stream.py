@@ -106,8 +106,7 @@ def build(p: beam.Pipeline, cfg: BronzeStreamConfig):
     msgs = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
         control_subject=cfg.control_subject, num_readers=cfg.num_readers)
-    rows, dead = msgs | "Parse" >> ParseMarketMessages()
-    keyed = (rows, dead) | "Merge" >> beam.Flatten()
+    keyed = msgs | "Parse" >> ParseMarketMessages()
     if cfg.flush_mode == "trigger":
         shards = keyed | "Flush" >> TriggeredFlush(cfg.max_events, cfg.max_seconds)
     else:

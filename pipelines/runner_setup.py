@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
                                                   PrismRunnerOptions, StandardOptions)
@@ -51,7 +52,7 @@ def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions
     return options
 
 
-def fail(message: str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 

@@ -9,7 +9,6 @@ from transforms.partitioning import bronze_key, dead_letter_key
 # Element positions of a NatsMessage tuple (see io_connectors.nats_source.NatsMessage);
 # repeated here so transforms/ does not import the connector.
 _SUBJECT, _PAYLOAD, _STREAM_SEQ, _TS_NS, _ACK = range(5)
-DEAD_LETTER_TAG = "dead_letter"
 
 
 class _ParseDoFn(beam.DoFn):
@@ -30,19 +29,19 @@ class _ParseDoFn(beam.DoFn):
         ts_ns = msg[_TS_NS]
         date, _ = market_parse.utc_date_hour(ts_ns)
         row = (ts_ns, msg[_SUBJECT], msg[_STREAM_SEQ], reason, bytes(msg[_PAYLOAD]))
-        return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, (dead_letter_key(date), (msg[_ACK], row)))
+        return dead_letter_key(date), (msg[_ACK], row)
 
 
 class ParseMarketMessages(beam.PTransform):
     """Input: ``NatsMessage`` tuples from ``market.*``.
 
-    Output: a tuple of two PCollections ``(rows, dead_letters)``, both
-    ``(shard_key, (ack_token, row_tuple))``.  ``rows`` are valid events keyed by
-    (dataset, symbol root or underlying, UTC date, UTC hour) with rows in the dataset's
-    schema order; ``dead_letters`` hold every other message (raw payload, subject, stream
-    sequence, reason, time) keyed by the UTC date of the message.  Nothing is dropped.
+    Output: one PCollection of ``(shard_key, (ack_token, row_tuple))``.  Valid events are
+    keyed by (dataset, symbol root or underlying, UTC date, UTC hour) with rows in the
+    dataset's schema order; every other message becomes a dead-letter row (time, subject,
+    stream sequence, reason, raw payload) keyed ``_dead_letter|<UTC date>``.  Nothing is
+    dropped.  One output rather than two tagged ones on purpose: a Flatten to rejoin them
+    would break the runner's fusion and move every event through Prism on its own.
     """
 
     def expand(self, msgs):
-        out = msgs | beam.ParDo(_ParseDoFn()).with_outputs(DEAD_LETTER_TAG, main="rows")
-        return out.rows, out[DEAD_LETTER_TAG]
+        return msgs | beam.ParDo(_ParseDoFn())

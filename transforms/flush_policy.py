@@ -16,6 +16,7 @@ event-time watermark, and the lake never drops an event as late.
 from __future__ import annotations
 
 import time
+import typing
 
 import apache_beam as beam
 from apache_beam.coders import coders
@@ -101,7 +102,8 @@ class FlushPolicy(beam.PTransform):
     def expand(self, batches):
         return (batches
                 | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
-                | "Buffer" >> beam.ParDo(_FlushDoFn(self.max_events, self.max_seconds)))
+                | "Buffer" >> beam.ParDo(_FlushDoFn(self.max_events, self.max_seconds))
+                .with_input_types(typing.Tuple[str, typing.List[typing.Any]]))
 
 
 class _AfterProcessingTimeMs(trigger.AfterProcessingTime):
