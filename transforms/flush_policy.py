@@ -87,10 +87,9 @@ class _FlushDoFn(beam.DoFn):
             yield key, pending
 
 
-class FlushPolicy(beam.PTransform):
-    """Input: ``(key, [value, ...])`` batches.  Output: ``(key, [value, ...])`` shards, each
-    holding at most ``max_events`` values, released by the rule in the module docstring.
-    Every input value is in exactly one output shard."""
+class _FlushRule(beam.PTransform):
+    """The rule's parameters, validated: ``max_events`` per shard, ``max_seconds`` after
+    the first buffered event."""
 
     def __init__(self, max_events: int, max_seconds: float):
         super().__init__()
@@ -98,6 +97,12 @@ class FlushPolicy(beam.PTransform):
             raise ValueError("flush policy needs max_events >= 1 and max_seconds > 0")
         self.max_events = max_events
         self.max_seconds = max_seconds
+
+
+class FlushPolicy(_FlushRule):
+    """Input: ``(key, [value, ...])`` batches.  Output: ``(key, [value, ...])`` shards, each
+    holding at most ``max_events`` values, released by the rule in the module docstring.
+    Every input value is in exactly one output shard."""
 
     def expand(self, batches):
         return (batches
@@ -126,7 +131,7 @@ def _chunks(keyed, size):
         yield key, values[i:i + size]
 
 
-class TriggeredFlush(beam.PTransform):
+class TriggeredFlush(_FlushRule):
     """The same rule as ``FlushPolicy`` in its literal Beam form: the global window with
     ``Repeatedly(AfterAny(AfterCount(max_events), AfterProcessingTime(max_seconds)))``,
     discarding panes, and a GroupByKey; each pane becomes shards of at most ``max_events``.
@@ -135,13 +140,6 @@ class TriggeredFlush(beam.PTransform):
     ``(key, [value, ...])``.  Correct, but every event crosses the runner's shuffle on its
     own, which makes it several times slower than ``FlushPolicy`` (see the README).
     """
-
-    def __init__(self, max_events: int, max_seconds: float):
-        super().__init__()
-        if max_events < 1 or max_seconds <= 0:
-            raise ValueError("flush policy needs max_events >= 1 and max_seconds > 0")
-        self.max_events = max_events
-        self.max_seconds = max_seconds
 
     def expand(self, pcoll):
         return (pcoll
