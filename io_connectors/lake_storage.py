@@ -130,7 +130,8 @@ def resolve_data_root(flag: Optional[str] = None) -> str:
     return resolve_path(str(value))
 
 
-def shard_name(first_ts_ns: int) -> str:
-    """``part-HHMMSS-<unique>.parquet``, HHMMSS = UTC time of the shard's first row."""
+def shard_name(first_ts_ns: int, unique: Optional[str] = None) -> str:
+    """``part-HHMMSS-<unique>.parquet``, HHMMSS = UTC time of the shard's first row;
+    ``unique`` defaults to a random token."""
     hhmmss = dt.datetime.fromtimestamp(first_ts_ns / 1e9, dt.timezone.utc).strftime("%H%M%S")
-    return f"part-{hhmmss}-{uuid.uuid4().hex[:16]}.parquet"
+    return f"part-{hhmmss}-{unique or uuid.uuid4().hex[:16]}.parquet"

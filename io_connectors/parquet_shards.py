@@ -9,6 +9,7 @@ Output: ``(relative_path, row_count)`` for each file written.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Callable, Optional
@@ -26,7 +27,9 @@ _LOG = logging.getLogger(__name__)
 
 class _WriteShardDoFn(beam.DoFn):
     def __init__(self, storage: LakeStorage, layout: Callable, ack_settings: Optional[NatsSettings],
-                 compression: tuple[str, int], retries: int, retry_wait_s: float):
+                 compression: tuple[str, int], retries: int, retry_wait_s: float,
+                 content_addressed: bool):
+        self._content_addressed = content_addressed
         self._storage = storage
         self._layout = layout
         self._ack_settings = ack_settings
@@ -35,6 +38,7 @@ class _WriteShardDoFn(beam.DoFn):
         self._retry_wait_s = retry_wait_s
         self._rows = Metrics.counter("lake", "rows_written")
         self._files = Metrics.counter("lake", "files_written")
+        self._present = Metrics.counter("lake", "files_already_present")
 
     def process(self, keyed):
         key, values = keyed
@@ -46,7 +50,12 @@ class _WriteShardDoFn(beam.DoFn):
             return
         folder, schema, sort_col = self._layout(key)
         table = rows_to_table(rows, schema, sort_by=sort_col)
-        rel = self._write_with_retry(folder, table, table[sort_col][0].as_py())
+        digest = (hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+                  if self._content_addressed else None)
+        rel = self._write_with_retry(folder, table, table[sort_col][0].as_py(), digest)
+        if rel is None:                      # the same content is already in the lake
+            self._present.inc()
+            return
         self._rows.inc(table.num_rows)
         self._files.inc()
         if self._ack_settings is not None:
@@ -57,13 +66,15 @@ class _WriteShardDoFn(beam.DoFn):
                 _LOG.warning("could not ack %d messages of %s", len(tokens), rel, exc_info=True)
         yield rel, table.num_rows
 
-    def _write_with_retry(self, folder, table, first_ts_ns):
+    def _write_with_retry(self, folder, table, first_ts_ns, digest):
         wait = self._retry_wait_s
         for attempt in range(self._retries + 1):
-            name = shard_name(first_ts_ns)
+            name = shard_name(first_ts_ns, digest)
             try:
                 return self._storage.write_parquet(folder, name, table, *self._compression)
             except FileExistsError:
+                if digest is not None:
+                    return None
                 continue
             except Exception:  # pylint: disable=broad-except
                 if attempt == self._retries:
@@ -84,14 +95,17 @@ class WriteParquetShards(beam.PTransform):
       layout: ``key -> (folder, schema, sort_column)``; a module-level function.
       ack_settings: NATS settings used to ack the written messages (None: no acks).
       compression: (codec, level).
+      content_addressed: name each file by a hash of its rows and skip a shard whose file
+        already exists, so that re-running a bounded job over the same input adds nothing
+        (backfills).  Streaming leaves it off: every shard gets a fresh unique name.
     """
 
     def __init__(self, storage: LakeStorage, layout: Callable,
                  ack_settings: Optional[NatsSettings], compression=("zstd", 3),
-                 retries: int = 5, retry_wait_s: float = 0.5):
+                 retries: int = 5, retry_wait_s: float = 0.5, content_addressed: bool = False):
         super().__init__()
         self._dofn = _WriteShardDoFn(storage, layout, ack_settings, tuple(compression),
-                                     retries, retry_wait_s)
+                                     retries, retry_wait_s, content_addressed)
 
     def expand(self, keyed):
         return keyed | "WriteShard" >> beam.ParDo(self._dofn)

@@ -151,3 +151,28 @@ class TriggeredFlush(_FlushRule):
                     accumulation_mode=trigger.AccumulationMode.DISCARDING)
                 | "GroupPane" >> beam.GroupByKey()
                 | "Chunk" >> beam.FlatMap(_chunks, self.max_events))
+
+
+def _sorted_chunks(keyed, size):
+    key, values = keyed
+    ordered = sorted(values, key=lambda v: (v[1][0], repr(v[1])))
+    for i in range(0, len(ordered), size):
+        yield key, ordered[i:i + size]
+
+
+class BoundedShards(_FlushRule):
+    """The rule for bounded input (backfills): all values of a key, in a deterministic
+    order (first field of the row, then the whole row), cut into shards of ``max_events``.
+
+    Input: ``(key, (token, row_tuple))``.  Output: ``(key, [(token, row), ...])``.  The
+    same input always gives the same shards, which makes content-addressed file names (and
+    so idempotent re-runs) possible.  ``max_seconds`` does not apply to bounded input.
+    """
+
+    def __init__(self, max_events: int):
+        super().__init__(max_events, 1.0)
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "GroupKey" >> beam.GroupByKey()
+                | "Chunk" >> beam.FlatMap(_sorted_chunks, self.max_events))
