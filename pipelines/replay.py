@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max_in_flight", type=int, default=4000)
     ap.add_argument("--nats_url", default=None)
     args = ap.parse_args(argv)
+    decode_stats = None
     try:
         settings = NatsSettings.resolve(args.nats_url)
         if args.speed < 0:
@@ -114,8 +115,9 @@ def main(argv=None) -> int:
         if args.source == "dbn":
             if not args.files:
                 raise ConfigError("--source dbn needs --files")
-            stats = None
-            events = dbn_events(args.files, args.include_spreads, stats)
+            from io_connectors.dbn_files import DecodeStats
+            decode_stats = DecodeStats()
+            events = dbn_events(args.files, args.include_spreads, decode_stats)
         else:
             if not args.date:
                 raise ConfigError("--source synthetic needs --date YYYY-MM-DD")
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
         return 1
     for key, value in stats.items():
         print(f"{key}: {value}")
+    if decode_stats is not None:
+        print(f"decode: {decode_stats.as_dict()}")
     return 0
 
 
