@@ -6,7 +6,7 @@ US/Eastern trading date, in ``(ts_event_ns, trades < options < book < signals)``
 - ``market.futures.trades``: about 600k x ``scale`` ES trades from 04:00 ET (light
   premarket, a spike at the 08:30 data release), RTH 09:30-16:00 ET with a U-shaped
   intraday volume profile, light after-hours until 17:00 ET.  Prices on 0.25 ticks from a
-  latent random walk whose variance follows trading activity (about 0.85 % daily RTH
+  latent random walk whose variance follows trading activity (about 0.75 % daily RTH
   volatility); heavy-tailed sizes (median 1, max 1000); aggressor 1 trades at the ask,
   -1 at the bid.  The front month (:func:`front_month_contract`) carries nearly all
   volume; a second contract (the next one, or the expiring one just after a roll)
@@ -49,7 +49,7 @@ TRADES_PER_DAY = 600_000
 OPTIONS_PER_DAY = 1_000
 BOOK_UPDATES_PER_DAY = 150_000
 SIGNAL_INTERVAL_MS = 250
-DAILY_RTH_VOL = 0.0085                   # std of the RTH price change / price
+DAILY_RTH_VOL = 0.0075                   # std of the RTH price change / price
 PHASE_SHARE = {"pm": 0.07, "rth": 0.90, "ah": 0.03}
 CARRY = 0.032                            # r - q for the calendar spread
 RATE = 0.045
@@ -178,7 +178,7 @@ def _intensity(b: dict[str, int], n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     # RTH: U shape, heavy at the open and into the close
     rth = phase == 1
     x = (t[rth] - b["rth_start"]) / (b["rth_end"] - b["rth_start"])
-    shape[rth] = (0.55 + 0.9 * (2 * x - 1) ** 2 + 2.6 * np.exp(-x / 0.045)
+    shape[rth] = (0.55 + 0.9 * (2 * x - 1) ** 2 + 1.8 * np.exp(-x / 0.06)
                   + 1.6 * np.exp(-(1 - x) / 0.035))
     # after-hours: decaying from the close
     ah = phase == 2
@@ -312,7 +312,7 @@ class _Session:
         next_t = np.concatenate((t[1:], [t[-1] + 2 * NS] if n else []))
         cand = self.is_front & np.concatenate((~chg[1:], [True]))
         n_chg = int(chg.sum()) + 1
-        q = min(1.0, max(0.0, (BOOK_UPDATES_PER_DAY * scale - n_chg) / max(1, int(cand.sum()))))
+        q = min(1.0, max(0.1, (BOOK_UPDATES_PER_DAY * scale - n_chg) / max(1, int(cand.sum()))))
         self.post = cand & (rng_book.random(n) < q)
         self.post_ts = t + np.minimum(rng_book.integers(5_000, 120_000, n), (next_t - t) // 2)
         base = np.array([10.0, 35.0, 12.0])[phase[tb]] if n else np.zeros(0)
@@ -397,6 +397,8 @@ class _Session:
         ft = self.t[self.is_front]
         fsz = self.size[self.is_front]
         fside = self.side[self.is_front]
+        ftb = self.tb[self.is_front]
+        fpx = (self.bid_tick[ftb] + np.where(fside > 0, self.spread[ftb], 0)) * TICK
         cb = np.concatenate(([0], np.cumsum(np.where(fside > 0, fsz, 0))))
         cs = np.concatenate(([0], np.cumsum(np.where(fside < 0, fsz, 0))))
         hi_i = np.searchsorted(ft, ts_ns, side="right")
@@ -436,87 +438,116 @@ class _Session:
                "vel": np.round(velocity, 4).tolist(), "sweep": sweep.tolist(),
                "sweep_dir": sweep_dir.tolist(), "sweep_notional": np.round(sweep_notional, 2).tolist(),
                "o_idx": o_idx.tolist(), "walls": walls, "levels": []}
+        ts_ms_arr = ts_ms
+        known_idx = {}
         for kind, price, known in levels:
+            k0 = int(np.searchsorted(ts_ms_arr, known // 1_000_000))   # first tick the level exists
+            known_idx[kind] = k0
             gam = np.array([r[3] if abs(r[1] - price) <= 15 else 0.0 for r in og])
             cg = np.concatenate(([0.0], np.cumsum(gam)))[o_idx]
             dist = np.abs(spot - price)
             up = spot < price                                    # approaching from below
             dsign = np.where(up, 1.0, -1.0)
-            prox = np.exp(-dist / 6.0)
+            prox = np.exp(-dist / 8.0)
             raw = 50 + 30 * imb * dsign * prox + 15 * np.tanh(velocity * dsign * 4) * prox \
                 + rng.normal(0, 6, ns_sig)
-            raw = np.clip(raw, 0, 100)
+            raw = np.round(np.clip(raw, 0, 100), 2)
+            acc = None
+            raw_l = raw.tolist()
+            sm_l = [0.0] * ns_sig
+            for i in range(k0, ns_sig):                          # EMA from the level's first tick
+                acc = raw_l[i] if acc is None else acc + 0.1 * (raw_l[i] - acc)
+                sm_l[i] = acc
+            smooth = np.round(np.array(sm_l), 2)
+            near2 = dist <= 2.0
+            signal = np.where(near2 & (smooth >= 60), "BREAK",
+                              np.where(near2 & (smooth <= 40), "REJECT",
+                                       np.where(dist <= 5.0, "CONTESTED", "NEUTRAL")))
+            dev = np.abs(smooth - 50)
+            confidence = np.where(dev > 20, "HIGH", np.where(dev > 8, "MEDIUM", "LOW"))
             added = rng.poisson(40 + 160 * prox)
             canceled = rng.poisson(35 + 150 * prox)
-            filled = np.rint(np.where(up, buy_vol, sell_vol) * prox).astype(np.int64)
             depth = rng.poisson(60 + 200 * prox)
+            near = np.abs(fpx - price) <= 0.5                # tape: trades within 0.5 of the level
+            lb = np.concatenate(([0], np.cumsum(np.where(near & (fside > 0), fsz, 0))))
+            ls = np.concatenate(([0], np.cumsum(np.where(near & (fside < 0), fsz, 0))))
+            lbv, lsv = lb[hi_i] - lb[lo_i], ls[hi_i] - ls[lo_i]
+            filled = np.where(up, lbv, lsv)                  # volume hitting the defending side
+            limb = np.where(lbv + lsv > 0, (lbv - lsv) / np.maximum(lbv + lsv, 1), 0.0)
+            dliq = added - canceled - filled
+            ratio = np.round(added / np.maximum(1, canceled + filled), 3)
+            state = np.where(dliq < -100, np.where(filled > canceled, "CONSUMED", "VACUUM"),
+                             np.where(dliq > 100, np.where(ratio > 1.5, "WALL", "ABSORPTION"),
+                                      np.where(ratio < 0.3, "VACUUM",
+                                               np.where(depth < 50, "WEAK", "NEUTRAL"))))
             out["levels"].append(dict(
                 kind=kind, price=price, id=f"{kind}_{int(round(price * 100))}",
                 known_ms=known // 1_000_000, dist=np.round(dist, 2).tolist(), up=up.tolist(),
-                raw=np.round(raw, 2).tolist(), added=added.tolist(), canceled=canceled.tolist(),
-                filled=filled.tolist(), depth=depth.tolist(), gamma=np.round(cg, 2).tolist()))
+                raw=raw_l, smooth=smooth.tolist(), signal=signal.tolist(),
+                confidence=confidence.tolist(), added=added.tolist(), canceled=canceled.tolist(),
+                filled=filled.tolist(), dliq=dliq.tolist(), ratio=ratio.tolist(),
+                state=state.tolist(), gamma=np.round(cg, 2).tolist(),
+                buy=lbv.tolist(), sell=lsv.tolist(), imb=np.round(limb, 4).tolist()))
+        # runway: the nearest other known level beyond this one, for each set of known levels
+        out["runway"] = {}
+        for cut in sorted(set(known_idx.values())):
+            act = [lv for lv in out["levels"] if known_idx[lv["kind"]] <= cut]
+            table = {}
+            for lv in act:
+                for is_up in (True, False):
+                    beyond = [o for o in act if (o["price"] > lv["price"] if is_up else o["price"] < lv["price"])]
+                    nxt = min(beyond, key=lambda o: abs(o["price"] - lv["price"])) if beyond else None
+                    dist = round(abs(nxt["price"] - lv["price"]), 2) if nxt else None
+                    table[lv["id"], is_up] = (
+                        dict(id=nxt["id"], price=nxt["price"]) if nxt else None, dist,
+                        "CLEAR" if dist is None or dist > 10 else "OBSTRUCTED")
+            out["runway"][cut] = (act, table)
+        out["cuts"] = sorted(out["runway"])
         return out
 
-    def _signal_event(self, s: dict, i: int, active: list, smooth: dict) -> dict:
+    def _signal_event(self, s: dict, i: int) -> dict:
         spot = s["spot"][i]
-        lv_out = []
+        cut = None
+        for c in s["cuts"]:
+            if c <= i:
+                cut = c
+        active, runway = s["runway"][cut] if cut is not None else ([], {})
         walls = s["walls"][s["o_idx"][i]]
-        tape_common = None
+        if walls[0] is None:
+            atm = round(spot / 25) * 25.0
+            walls = (atm + 25.0, atm - 25.0, atm)
+        sw = s["sweep"][i]
+        vel = s["vel"][i]
+        lv_out = []
         for lv in active:
-            dist, up, raw = lv["dist"][i], lv["up"][i], lv["raw"][i]
-            sm = smooth.get(lv["id"])
-            sm = raw if sm is None else sm + 0.1 * (raw - sm)
-            smooth[lv["id"]] = sm
-            if dist <= 2.0 and sm >= 60:
-                signal = "BREAK"
-            elif dist <= 2.0 and sm <= 40:
-                signal = "REJECT"
-            elif dist <= 5.0:
-                signal = "CONTESTED"
-            else:
-                signal = "NEUTRAL"
-            dev = abs(sm - 50)
-            confidence = "HIGH" if dev > 20 else "MEDIUM" if dev > 10 else "LOW"
-            added, canceled, filled, depth = lv["added"][i], lv["canceled"][i], lv["filled"][i], lv["depth"][i]
-            dliq = added - canceled - filled
-            ratio = round(added / max(1, canceled + filled), 3)
-            if dliq < -100:
-                state = "CONSUMED" if filled > canceled else "VACUUM"
-            elif dliq > 100:
-                state = "WALL" if ratio > 1.5 else "ABSORPTION"
-            elif ratio < 0.3:
-                state = "VACUUM"
-            elif depth < 50:
-                state = "WEAK"
-            else:
-                state = "NEUTRAL"
-            if tape_common is None:
-                sw = s["sweep"][i]
-                tape_common = dict(
-                    imbalance=s["imb"][i], buy_vol=s["buy"][i], sell_vol=s["sell"][i],
-                    velocity=s["vel"][i],
-                    sweep=dict(detected=sw, direction=("UP" if s["sweep_dir"][i] > 0 else "DOWN") if sw else None,
-                               notional=s["sweep_notional"][i] if sw else 0.0))
-            gamma = lv["gamma"][i]
+            up = lv["up"][i]
+            signal = lv["signal"][i]
             direction = "UP" if up else "DOWN"
-            beyond = [o for o in active if (o["price"] > lv["price"] if up else o["price"] < lv["price"])]
-            nxt = min(beyond, key=lambda o: abs(o["price"] - lv["price"])) if beyond else None
-            run_dist = round(abs(nxt["price"] - lv["price"]), 2) if nxt else None
-            lv_out.append(dict(
-                id=lv["id"], price=lv["price"], kind=lv["kind"], direction=direction, distance=dist,
-                break_score_raw=raw, break_score_smooth=round(sm, 2), signal=signal, confidence=confidence,
-                barrier=dict(state=state, delta_liq=dliq, replenishment_ratio=ratio, added=added,
-                             canceled=canceled, filled=filled),
-                tape=tape_common,
-                fuel=dict(effect="AMPLIFY" if gamma < -10_000 else "DAMPEN" if gamma > 10_000 else "NEUTRAL",
-                          net_dealer_gamma=gamma, call_wall=walls[0], put_wall=walls[1], hvl=walls[2]),
-                runway=dict(direction=direction,
-                            next_obstacle=dict(id=nxt["id"], price=nxt["price"]) if nxt else None,
-                            distance=run_dist,
-                            quality="CLEAR" if run_dist is None or run_dist > 10 else "OBSTRUCTED"),
-                note="" if signal == "NEUTRAL" else
-                f"{lv['kind']} {lv['price']:.2f} {signal.lower()} {direction.lower()}, tape {tape_common['imbalance']:+.2f}"))
-        return dict(ts=s["ts_ms"][i], spy=dict(spot=spot, bid=s["bid"][i], ask=s["ask"][i]), levels=lv_out)
+            dist = lv["dist"][i]
+            swl = sw and dist <= 10.0
+            gamma = lv["gamma"][i]
+            nxt, run_dist, quality = runway[lv["id"], up]
+            lv_out.append({
+                "id": lv["id"], "price": lv["price"], "kind": lv["kind"], "direction": direction,
+                "distance": dist, "break_score_raw": lv["raw"][i], "break_score_smooth": lv["smooth"][i],
+                "signal": signal, "confidence": lv["confidence"][i],
+                "barrier": {"state": lv["state"][i], "delta_liq": lv["dliq"][i],
+                            "replenishment_ratio": lv["ratio"][i], "added": lv["added"][i],
+                            "canceled": lv["canceled"][i], "filled": lv["filled"][i]},
+                "tape": {"imbalance": lv["imb"][i], "buy_vol": lv["buy"][i], "sell_vol": lv["sell"][i],
+                         "velocity": vel,
+                         "sweep": {"detected": swl,
+                                   "direction": ("UP" if s["sweep_dir"][i] > 0 else "DOWN") if swl else None,
+                                   "notional": s["sweep_notional"][i] if swl else 0.0}},
+                "fuel": {"effect": "AMPLIFY" if gamma < -10_000 else "DAMPEN" if gamma > 10_000 else "NEUTRAL",
+                         "net_dealer_gamma": gamma, "call_wall": walls[0], "put_wall": walls[1],
+                         "hvl": walls[2]},
+                "runway": {"direction": direction, "next_obstacle": dict(nxt) if nxt else None,
+                           "distance": run_dist, "quality": quality},
+                "note": "" if signal == "NEUTRAL" else
+                f"{lv['kind']} {lv['price']:.2f} {signal.lower()} {direction.lower()}, dist {dist:.2f}"})
+        return {"ts": s["ts_ms"][i], "spy": {"spot": spot, "bid": s["bid"][i], "ask": s["ask"][i]},
+                "levels": lv_out}
 
     # ------------------------------------------------------------------ book loop
     def _book_chunk(self, i0: int, i1: int, state: dict) -> list:
@@ -602,7 +633,6 @@ class _Session:
         t = self.t
         sig = self._signal_arrays() if with_signals else None
         sig_ns = np.asarray(sig["ts_ms"], dtype=np.int64) * 1_000_000 if sig else np.zeros(0, np.int64)
-        smooth: dict = {}
         base0 = 35.0 if self.phase[0] == 1 else 10.0
         rng = self.rng_book
         b0, s0 = int(self.bid_tick[0]), int(self.spread[0])
@@ -616,9 +646,6 @@ class _Session:
         chunk = 20_000
         lo_ns = -1
         starts = list(range(0, n, chunk)) or [0]
-        tt, tb_l, side_l, size_l = t.tolist(), self.tb.tolist(), self.side.tolist(), self.size.tolist()
-        fr_l, lat_l = self.is_front.tolist(), self.recv_lat.tolist()
-        bt_l, sp_l = self.bid_tick.tolist(), self.spread.tolist()
         for ci, i0 in enumerate(starts):
             i1 = min(n, i0 + chunk)
             last = ci == len(starts) - 1
@@ -635,26 +662,27 @@ class _Session:
                                      np.fromiter((x[0] for x in books), np.int64, nb), sig_ns[s0_:s1_]))
             kind = np.concatenate((np.zeros(i1 - i0, np.int8), np.ones(o1 - o0, np.int8),
                                    np.full(nb, 2, np.int8), np.full(s1_ - s0_, 3, np.int8)))
-            loc = np.concatenate((np.arange(i0, i1), np.arange(o0, o1), np.arange(nb),
+            loc = np.concatenate((np.arange(i1 - i0), np.arange(o0, o1), np.arange(nb),
                                   np.arange(s0_, s1_))).tolist()
             order = np.lexsort((kind, ts_all)).tolist()
+            # per-chunk Python lists of the trade columns (prices in ticks, touch per side)
+            tbc = self.tb[i0:i1]
+            px_l = (self.bid_tick[tbc] + np.where(self.side[i0:i1] > 0, self.spread[tbc], 0)
+                    + np.where(self.is_front[i0:i1], 0, off)).tolist()
+            tt, side_l, size_l = t[i0:i1].tolist(), self.side[i0:i1].tolist(), self.size[i0:i1].tolist()
+            fr_l, lat_l = self.is_front[i0:i1].tolist(), self.recv_lat[i0:i1].tolist()
             kind_l = kind.tolist()
             for k in order:
                 kd = kind_l[k]
                 j = loc[k]
                 if kd == 0:
                     self.seq += 1
-                    bt = bt_l[tb_l[j]]
                     sd = side_l[j]
-                    px = bt + sp_l[tb_l[j]] if sd > 0 else bt
-                    if fr_l[j]:
-                        sym = front
-                    else:
-                        sym, px = other, px + off
+                    sym = front if fr_l[j] else other
                     ts = tt[j]
                     yield SUBJECT_TRADES, {
                         "ts_event_ns": ts, "ts_recv_ns": ts + lat_l[j], "source": "sim", "symbol": sym,
-                        "price": px * TICK, "size": size_l[j], "aggressor": sd, "exchange": "XCME",
+                        "price": px_l[j] * TICK, "size": size_l[j], "aggressor": sd, "exchange": "XCME",
                         "seq": self.seq}
                 elif kd == 2:
                     self.seq += 1
@@ -673,9 +701,7 @@ class _Session:
                     ev["seq"] = self.seq
                     yield SUBJECT_OPTIONS, ev
                 else:
-                    ms = sig["ts_ms"][j]
-                    active = [lv for lv in sig["levels"] if lv["known_ms"] <= ms]
-                    yield SUBJECT_SIGNALS, self._signal_event(sig, j, active, smooth)
+                    yield SUBJECT_SIGNALS, self._signal_event(sig, j)
 
 
 # --------------------------------------------------------------------------- summary
