@@ -2,16 +2,18 @@
 
 Starts a local NATS server (JetStream, free port, its own store), launches the streaming
 Bronze pipeline on the DirectRunner (Prism) through ``BronzeWriter``, publishes a few
-minutes of market events (ES futures trades on two contracts, MBP-10 books, 0DTE option
-trades, plus two malformed messages), stops the pipeline with the same drain a SIGTERM
-gets, and prints what landed where.
+minutes of a synthetic ES session (front and next contract trades, MBP-10 books, 0DTE
+option trades, plus two malformed messages), stops the pipeline with the same drain a
+SIGTERM gets, and prints what landed where.
 
-    python -m pipelines.demo [--data_root DIR] [--minutes 3] [--rate 50]
+    python -m pipelines.demo [--data_root DIR] [--date 2024-12-16] [--start_utc 14:56]
+                             [--minutes 8] [--scale 0.5]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import shutil
 import sys
@@ -27,18 +29,29 @@ from io_connectors.nats_bus import NatsBus
 from io_connectors.nats_server import EmbeddedNatsServer
 from io_connectors.nats_settings import NatsSettings
 from pipelines.bronze_writer import BronzeWriter
-from transforms.sample_events import sample_events
+from transforms.synthetic_session import synthetic_session
 
-DEMO_START_NS = 1734361110 * 10**9     # 2024-12-16 09:58:30 ET (14:58:30 UTC), in RTH
 
 
 def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-async def _publish(bus: NatsBus, minutes: float, rate: float) -> dict:
+def _session_window(date: str, start_utc: str, minutes: float, scale: float) -> list:
+    start = dt.datetime.fromisoformat(f"{date}T{start_utc}:00+00:00")
+    lo = int(start.timestamp()) * 10**9
+    hi = lo + int(minutes * 60) * 10**9
+    out = []
+    for subject, event in synthetic_session(date, scale=scale, seed=11, signals=False):
+        if event["ts_event_ns"] >= hi:
+            break
+        if event["ts_event_ns"] >= lo:
+            out.append((subject, event))
+    return out
+
+
+async def _publish(bus: NatsBus, events: list) -> dict:
     counts: dict = {}
-    events = list(sample_events(DEMO_START_NS, minutes * 60, rate, seed=11))
     chunk = max(1, len(events) // 10)
     for i, (subject, event) in enumerate(events):
         await bus.publish(subject, event)
@@ -54,7 +67,7 @@ async def _publish(bus: NatsBus, minutes: float, rate: float) -> dict:
     return counts
 
 
-def _report(data_root: str) -> None:
+def _report(data_root: str, date: str) -> None:
     storage = LakeStorage(data_root)
     _say(f"Bronze under {os.path.join(data_root, 'bronze')}:")
     for dataset in ("futures/trades", "futures/mbp10", "options/trades", "_dead_letter"):
@@ -68,9 +81,9 @@ def _report(data_root: str) -> None:
         for part, (nfiles, nrows) in sorted(by_partition.items()):
             print(f"    {part:45s} {nrows:>8,} rows in {nfiles:>3} files")
     reader = BronzeReader(data_root)
-    fm = reader.front_month("ES", "2024-12-16")
-    trades = reader.read_futures_trades("ES", "2024-12-16")
-    _say(f"front month 2024-12-16: {fm.symbol} ({fm.dominance:.0%} of RTH trades, "
+    fm = reader.front_month("ES", date)
+    trades = reader.read_futures_trades("ES", date)
+    _say(f"front month {date}: {fm.symbol} ({fm.dominance:.0%} of RTH trades, "
          f"roll-contaminated={fm.roll_contaminated}); {len(trades):,} front-month trades")
     try:
         import duckdb
@@ -98,7 +111,8 @@ async def main_async(args) -> int:
         await writer.start()
         _say(f"bronze_stream running on the DirectRunner (Prism) in {time.monotonic() - t0:.1f}s; "
              f"log: {log}")
-        counts = await _publish(bus, args.minutes, args.rate)
+        events = _session_window(args.date, args.start_utc, args.minutes, args.scale)
+        counts = await _publish(bus, events)
         _say(f"published {counts}")
         await asyncio.sleep(args.linger)
         _say("stopping bronze_stream (SIGTERM: stop consuming, flush, ack)")
@@ -106,15 +120,17 @@ async def main_async(args) -> int:
         await bus.close()
         _say(f"bronze_stream exited with {code}")
     shutil.rmtree(store, ignore_errors=True)
-    _report(data_root)
+    _report(data_root, args.date)
     return code
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data_root", default=os.environ.get("DATA_ROOT", "./demo-data"))
-    ap.add_argument("--minutes", type=float, default=3.0, help="event-time minutes published")
-    ap.add_argument("--rate", type=float, default=50.0, help="futures trades per second")
+    ap.add_argument("--date", default="2024-12-16", help="synthetic session date")
+    ap.add_argument("--start_utc", default="14:56", help="HH:MM UTC of the first event")
+    ap.add_argument("--minutes", type=float, default=8.0, help="event-time minutes published")
+    ap.add_argument("--scale", type=float, default=0.5, help="session scale (1.0 = a real day)")
     ap.add_argument("--linger", type=float, default=6.0, help="seconds to stream before stop")
     ap.add_argument("--keep", action="store_true", help="keep an existing bronze/ folder")
     return asyncio.run(main_async(ap.parse_args(argv)))
