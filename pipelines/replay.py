@@ -64,7 +64,7 @@ class _Progress:
                   end="\n" if force else "", file=sys.stderr, flush=True)
 
 
-async def replay(events, settings: NatsSettings, speed: float, max_in_flight: int = 4000,
+async def replay(events, settings: NatsSettings, speed: float, max_in_flight: int = 20000,
                  max_gap_s: float = 5.0) -> dict:
     """Publishes ``(subject, event)`` pairs in order; returns statistics."""
     counts: collections.Counter = collections.Counter()
@@ -104,12 +104,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = max")
     ap.add_argument("--include_spreads", action="store_true")
-    ap.add_argument("--max_in_flight", type=int, default=4000)
+    ap.add_argument("--max_in_flight", type=int, default=20000)
     ap.add_argument("--nats_url", default=None)
+    ap.add_argument("--write-dbn", metavar="DIR", help="with --source synthetic: write the "
+                    "session as DBN files (trades, mbp-10, definition) to DIR, no publishing")
     args = ap.parse_args(argv)
     decode_stats = None
     try:
-        settings = NatsSettings.resolve(args.nats_url)
+        if args.write_dbn is not None and args.source != "synthetic":
+            raise ConfigError("--write-dbn needs --source synthetic (DBN input is DBN already)")
+        settings = None if args.write_dbn is not None else NatsSettings.resolve(args.nats_url)
         if args.speed < 0:
             raise ConfigError("--speed must be >= 0")
         if args.source == "dbn":
@@ -128,6 +132,13 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.write_dbn is not None:
+        from io_connectors.dbn_writer import write_session_dbn
+        result = write_session_dbn(events, args.write_dbn)
+        for path, n in zip(result.paths, result.counts.values()):
+            print(f"{path}: {n} records")
+        print(f"dbn: {result.as_dict()}")
+        return 0
     try:
         stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight))
     except ConnectionError as exc:
