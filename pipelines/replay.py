@@ -134,7 +134,11 @@ def main(argv=None) -> int:
         return 2
     if args.write_dbn is not None:
         from io_connectors.dbn_writer import write_session_dbn
-        result = write_session_dbn(events, args.write_dbn)
+        try:
+            result = write_session_dbn(events, args.write_dbn)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         for path, n in zip(result.paths, result.counts.values()):
             print(f"{path}: {n} records")
         print(f"dbn: {result.as_dict()}")
