@@ -82,3 +82,30 @@ def test_backfill_missing_file_is_a_clear_error(tmp_path):
                         "--files", str(tmp_path / "nope.dbn.zst"), f"--data_root={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not found" in r.stderr and "nope.dbn.zst" in r.stderr
+
+
+def test_synthetic_replay_through_bronze_stream(nats_server, tmp_path):
+    from transforms.synthetic_session import synthetic_session
+    events = [(s, e) for s, e in synthetic_session("2024-12-16", scale=0.002, seed=4)]
+    market = [e for s, e in events if s.startswith("market.")]
+    assert len(market) > 1000 and len(events) > len(market)     # signals are published too
+    data_root = str(tmp_path / "lake")
+    proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
+                          f"--data_root={data_root}", log_path=str(tmp_path / "s.log"))
+    try:
+        r = subprocess.run([sys.executable, "-m", "pipelines.replay", "--source", "synthetic",
+                            "--date", "2024-12-16", "--scale", "0.002", "--seed", "4",
+                            "--speed", "0", f"--nats_url={nats_server.url}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"total: {len(events)}" in r.stdout
+        wait_for(lambda: sum(len(v) for v in _rows(data_root).values()) == len(market), 60,
+                 message="synthetic session in Bronze")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    finally:
+        kill_group(proc)
+    from io_connectors.bronze_reader import BronzeReader
+    fm = BronzeReader(data_root).front_month("ES", "2024-12-16")
+    assert fm.symbol == "ESH5"                 # rolled 8 days before ESZ4's expiry
+    assert not os.path.exists(os.path.join(data_root, "bronze", "_dead_letter"))
