@@ -2,7 +2,7 @@
 
     python -m pipelines.bronze_stream --runner=DirectRunner [--nats_url URL] [--data_root D]
 
-Wiring only: ReadFromNats -> ParseMarketMessages -> BatchPerKey -> FlushPolicy -> WriteParquetShards
+Wiring only: ReadFromNats -> ParseMarketMessages -> FlushPolicy -> WriteParquetShards
 (which acks each message after its shard is durably written).  Malformed messages go to
 ``bronze/_dead_letter/date=YYYY-MM-DD``.  SIGINT/SIGTERM drain and exit 0.
 """
@@ -26,8 +26,7 @@ from io_connectors.parquet_shards import WriteParquetShards
 from pipelines.runner_setup import UsageError, configure_logging, fail, prepare_runner
 from pipelines.streaming_launcher import run_until_drained, summarize
 from transforms.bronze_route import ParseMarketMessages
-from transforms.flush_policy import FlushPolicy, TriggeredFlush
-from transforms.micro_batch import BatchPerKey
+from transforms.flush_policy import FlushPolicy
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_stream")
@@ -46,10 +45,6 @@ class BronzeStreamOptions(PipelineOptions):
         parser.add_argument("--flush_max_events", type=int, default=None)
         parser.add_argument("--flush_max_seconds", type=float, default=None)
         parser.add_argument("--num_readers", type=int, default=1)
-        parser.add_argument("--flush_mode", choices=("state", "trigger"), default="state",
-                            help="state: per-key state + timers over micro-batches (fast, "
-                                 "default); trigger: global window + count/processing-time "
-                                 "trigger per event (the literal Beam form, slower)")
         parser.add_argument("--stop_at_end", action="store_true",
                             help="bounded: stop once the consumer has nothing pending")
         parser.add_argument("--max_messages", type=int, default=None,
@@ -70,7 +65,6 @@ class BronzeStreamConfig:
     stop_at_end: bool = False
     max_messages: Optional[int] = None
     run_id: str = "bronze"
-    flush_mode: str = "state"
     shutdown_timeout_s: float = 25.0
 
     @property
@@ -96,7 +90,7 @@ class BronzeStreamConfig:
                    storage=LakeStorage(resolve_data_root(o.data_root)),
                    max_events=max_events, max_seconds=max_seconds,
                    num_readers=o.num_readers, stop_at_end=o.stop_at_end,
-                   max_messages=o.max_messages, flush_mode=o.flush_mode,
+                   max_messages=o.max_messages,
                    run_id=o.run_id or uuid.uuid4().hex[:12],
                    shutdown_timeout_s=float(lake.get("shutdown_timeout_s", 25)))
 
@@ -106,15 +100,11 @@ def build(p: beam.Pipeline, cfg: BronzeStreamConfig):
     msgs = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
         control_subject=cfg.control_subject, num_readers=cfg.num_readers)
-    keyed = msgs | "Parse" >> ParseMarketMessages()
-    if cfg.flush_mode == "trigger":
-        shards = keyed | "Flush" >> TriggeredFlush(cfg.max_events, cfg.max_seconds)
-    else:
-        shards = (keyed
-                  | "Batch" >> BatchPerKey(cfg.max_events)
-                  | "Flush" >> FlushPolicy(cfg.max_events, cfg.max_seconds))
-    return shards | "WriteShards" >> WriteParquetShards(cfg.storage, shard_layout, cfg.nats,
-                                                        parquet_options())
+    return (msgs
+            | "Parse" >> ParseMarketMessages()
+            | "Flush" >> FlushPolicy(cfg.max_events, cfg.max_seconds)
+            | "WriteShards" >> WriteParquetShards(cfg.storage, shard_layout, cfg.nats,
+                                                  parquet_options()))
 
 
 def main(argv=None) -> int:

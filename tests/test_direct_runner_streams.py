@@ -16,7 +16,6 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 from pipelines.runner_setup import prepare_runner
 from tests.conftest import wait_for
 from transforms.flush_policy import FlushPolicy
-from transforms.micro_batch import BatchPerKey
 
 
 class _Mark(CheckpointMark):
@@ -113,7 +112,7 @@ def test_direct_runner_fires_while_source_runs(tmp_path):
     p = beam.Pipeline(options=options)
     (p | ReadFromUnboundedSource(_TickSource(stop, progress), poll_interval=0.05,
                                  max_read_time_seconds=0.5)
-       | BatchPerKey(100) | FlushPolicy(max_events=10_000, max_seconds=1)
+       | FlushPolicy(max_events=10_000, max_seconds=1)
        | beam.ParDo(_RecordShard(str(out))))
     result = p.run()
     try:

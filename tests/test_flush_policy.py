@@ -1,45 +1,35 @@
-"""FlushPolicy and BatchPerKey on the DirectRunner's streaming engine (Prism) with TestStream."""
+"""FlushPolicy and BoundedShards on the DirectRunner's streaming engine (Prism)."""
+import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
-import apache_beam as beam
 
-from transforms.flush_policy import FlushPolicy
-from transforms.micro_batch import BatchPerKey
+from transforms.flush_policy import BoundedShards, FlushPolicy
 
 
-def _sizes(shards):
-    return sorted((k, len(v)) for k, v in shards)
-
-
-def test_count_rule_cuts_exact_shards_and_end_of_input_flushes_rest(prism_options):
+def test_count_rule_bounds_shards_and_end_of_input_flushes_rest(prism_options):
     stream = (TestStream()
               .add_elements([("a", i) for i in range(1700)] + [("b", i) for i in range(30)])
               .add_elements([("a", i) for i in range(1700, 2500)])
               .advance_watermark_to_infinity())
     with TestPipeline(options=prism_options()) as p:
-        shards = (p | stream | BatchPerKey(400) | FlushPolicy(max_events=1000, max_seconds=60))
-        assert_that(shards | beam.Map(lambda kv: (kv[0], len(kv[1]))),
-                    equal_to([("a", 1000), ("a", 1000), ("a", 500), ("b", 30)]))
-        # every value exactly once, in arrival order within the key
+        shards = p | stream | FlushPolicy(max_events=1000, max_seconds=60)
         flat = shards | beam.FlatMap(lambda kv: [(kv[0], v) for v in kv[1]])
         assert_that(flat, equal_to([("a", i) for i in range(2500)] + [("b", i) for i in range(30)]),
                     label="all_values_once")
+        assert_that(shards | beam.Map(lambda kv: len(kv[1]) <= 1000),
+                    equal_to([True] * 4), label="bounded_shards")
 
 
-# The processing-time half of the rule needs the runner's real clock (the timer is set on
-# wall-clock time, which TestStream's synthetic clock does not drive); it is exercised
-# against a live pipeline in tests/test_bronze_stream_nats.py.
+# The processing-time half of the rule needs the runner's real clock; it is exercised
+# against a live pipeline in tests/test_bronze_stream_nats.py and
+# tests/test_direct_runner_streams.py.
 
 
-def test_triggered_flush_count_rule_and_end_of_input(prism_options):
-    from transforms.flush_policy import TriggeredFlush
-    stream = (TestStream()
-              .add_elements([("a", i) for i in range(2500)] + [("b", i) for i in range(30)])
-              .advance_watermark_to_infinity())
-    with TestPipeline(options=prism_options()) as p:
-        shards = p | stream | TriggeredFlush(max_events=1000, max_seconds=60)
-        flat = shards | beam.FlatMap(lambda kv: [(kv[0], v) for v in kv[1]])
-        assert_that(flat, equal_to([("a", i) for i in range(2500)] + [("b", i) for i in range(30)]))
-        assert_that(shards | beam.Map(lambda kv: len(kv[1]) <= 1000), equal_to([True] * 4),
-                    label="bounded_shards")
+def test_bounded_shards_are_deterministic(prism_options):
+    values = [("k", ("t%d" % i, (1000 - i, "x"))) for i in range(2300)]
+    # rows ordered by their first field, whatever the input order: the same shards each run
+    with TestPipeline(options=prism_options(streaming=False)) as p:
+        shards = p | beam.Create(values) | BoundedShards(1000)
+        assert_that(shards | beam.Map(lambda kv: (len(kv[1]), kv[1][0][1][0], kv[1][-1][1][0])),
+                    equal_to([(1000, -1299, -300), (1000, -299, 700), (300, 701, 1000)]))

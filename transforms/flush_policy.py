@@ -1,90 +1,25 @@
-"""``FlushPolicy``: the seed's micro-batching rule, per key, as Beam state and timers.
+"""The seed's micro-batching rule as Beam windows and triggers.
 
-A shard for a key is released when ``max_events`` values have accumulated, or
-``max_seconds`` of processing time after the first value still buffered, whichever comes
-first, and also when no further values arrive.  Whatever is still buffered when the input
-ends (the watermark passes the end of the global window: drain, bounded read) is released
-then.  Values are kept in arrival order.
+Streaming (``FlushPolicy``): per key, a shard is released when ``max_events`` events
+have accumulated, or ``max_seconds`` of processing time after the first buffered event,
+whichever comes first, also when no further events arrive; whatever is buffered when the
+input ends (drain, bounded read) is released then.  Bounded (``BoundedShards``): all values
+of a key in a deterministic order, cut into shards of ``max_events``.
 
-Why state and timers rather than a count trigger: a trigger counts elements, and the
-elements here are per-bundle batches of events (``transforms.micro_batch``), because
-moving each event through the runner's shuffle on its own cost ~50 µs of Prism time per
-event.  The state machine below counts events exactly.  It works in the global window,
-never in event-time windows: a replayed day or a redelivered message is far behind any
-event-time watermark, and the lake never drops an event as late.
+Global windows, not event-time windows: a replayed day or a redelivered message is far
+behind any event-time watermark, and the lake never drops an event as late.
+
+Why not user state and timers (faster: per-bundle batches instead of one shuffle element
+per event): on Prism with Beam 2.77 a stateful DoFn fed a burst read stale state across
+bundles (rows written twice, others left un-acked until redelivery), with and without
+the SDK's state cache.  GroupByKey with triggers was exact under the same burst; the burst
+test in tests/test_bronze_stream_nats.py guards it.
 """
 from __future__ import annotations
 
-import time
-import typing
-
 import apache_beam as beam
-from apache_beam.coders import coders
 from apache_beam.portability.api import beam_runner_api_pb2
-from apache_beam.transforms import trigger, userstate, window
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.utils.timestamp import Timestamp
-
-
-class _FlushDoFn(beam.DoFn):
-    BUFFER = userstate.BagStateSpec("buffer", coders.PickleCoder())
-    COUNT = userstate.ReadModifyWriteStateSpec("count", coders.VarIntCoder())
-    FLUSH_AT = userstate.TimerSpec("flush_at", TimeDomain.REAL_TIME)
-    END = userstate.TimerSpec("end_of_input", TimeDomain.WATERMARK)
-
-    def __init__(self, max_events: int, max_seconds: float):
-        self._max_events = max_events
-        self._max_seconds = max_seconds
-
-    def process(self, element,
-                w=beam.DoFn.WindowParam,
-                buffer=beam.DoFn.StateParam(BUFFER),
-                count=beam.DoFn.StateParam(COUNT),
-                flush_at=beam.DoFn.TimerParam(FLUSH_AT),
-                end=beam.DoFn.TimerParam(END)):
-        key, values = element
-        n = count.read() or 0
-        if n == 0:
-            flush_at.set(Timestamp.of(time.time() + self._max_seconds))
-            end.set(w.max_timestamp())
-        buffer.add(values)
-        n += len(values)
-        if n < self._max_events:
-            count.write(n)
-            return
-        pending = [v for batch in buffer.read() for v in batch]
-        buffer.clear()
-        full = len(pending) - len(pending) % self._max_events
-        for i in range(0, full, self._max_events):
-            yield key, pending[i:i + self._max_events]
-        rest = pending[full:]
-        if rest:
-            buffer.add(rest)
-            count.write(len(rest))
-            flush_at.set(Timestamp.of(time.time() + self._max_seconds))
-        else:
-            count.clear()
-            flush_at.clear()
-
-    @userstate.on_timer(FLUSH_AT)
-    def on_flush_time(self, key=beam.DoFn.KeyParam,
-                      buffer=beam.DoFn.StateParam(BUFFER),
-                      count=beam.DoFn.StateParam(COUNT)):
-        yield from self._release(key, buffer, count)
-
-    @userstate.on_timer(END)
-    def on_end_of_input(self, key=beam.DoFn.KeyParam,
-                        buffer=beam.DoFn.StateParam(BUFFER),
-                        count=beam.DoFn.StateParam(COUNT)):
-        yield from self._release(key, buffer, count)
-
-    @staticmethod
-    def _release(key, buffer, count):
-        pending = [v for batch in buffer.read() for v in batch]
-        buffer.clear()
-        count.clear()
-        if pending:
-            yield key, pending
+from apache_beam.transforms import trigger, window
 
 
 class _FlushRule(beam.PTransform):
@@ -97,18 +32,6 @@ class _FlushRule(beam.PTransform):
             raise ValueError("flush policy needs max_events >= 1 and max_seconds > 0")
         self.max_events = max_events
         self.max_seconds = max_seconds
-
-
-class FlushPolicy(_FlushRule):
-    """Input: ``(key, [value, ...])`` batches.  Output: ``(key, [value, ...])`` shards, each
-    holding at most ``max_events`` values, released by the rule in the module docstring.
-    Every input value is in exactly one output shard."""
-
-    def expand(self, batches):
-        return (batches
-                | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
-                | "Buffer" >> beam.ParDo(_FlushDoFn(self.max_events, self.max_seconds))
-                .with_input_types(typing.Tuple[str, typing.List[typing.Any]]))
 
 
 class _AfterProcessingTimeMs(trigger.AfterProcessingTime):
@@ -131,14 +54,14 @@ def _chunks(keyed, size):
         yield key, values[i:i + size]
 
 
-class TriggeredFlush(_FlushRule):
-    """The same rule as ``FlushPolicy`` in its literal Beam form: the global window with
+class FlushPolicy(_FlushRule):
+    """The flush rule as Beam windowing: the global window with
     ``Repeatedly(AfterAny(AfterCount(max_events), AfterProcessingTime(max_seconds)))``,
-    discarding panes, and a GroupByKey; each pane becomes shards of at most ``max_events``.
+    discarding panes, and a GroupByKey; each pane becomes shards of at most ``max_events``
+    (a pane can exceed the count when a bundle delivers many events at once).
 
-    Input: per-event ``(key, value)`` (no batching: the trigger counts elements).  Output:
-    ``(key, [value, ...])``.  Correct, but every event crosses the runner's shuffle on its
-    own, which makes it several times slower than ``FlushPolicy`` (see the README).
+    Input: per-event ``(key, value)``.  Output: ``(key, [value, ...])``; every input value
+    is in exactly one output shard.
     """
 
     def expand(self, pcoll):
