@@ -54,9 +54,14 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
         if len(signals) == 1:
             _LOG.info("signal %d: draining (stop consuming, flush, ack)", signum)
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Prism is started by pipeline.run() as a child in our process group.  With SIGINT
+    # ignored while it starts, it inherits SIG_IGN (Go keeps an ignored SIGINT ignored),
+    # so a terminal's Ctrl-C, which goes to the whole group, reaches only this launcher.
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+           signal.SIGTERM: signal.signal(signal.SIGTERM, on_signal)}
     try:
         result = pipeline.run()
+        signal.signal(signal.SIGINT, on_signal)
         done = threading.Event()
         outcome: dict = {}
 

@@ -236,3 +236,20 @@ def _bound(url):
         finally:
             await nc.close()
     return asyncio.run(go())
+
+
+def test_ctrl_c_to_the_process_group_drains(nats_server, tmp_path):
+    """A terminal's Ctrl-C signals the whole group, Prism included; the drain still works."""
+    data_root = str(tmp_path / "lake")
+    events = list(sample_events(HOUR_14, 30, trades_per_second=20, seed=9))
+    proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
+                          f"--data_root={data_root}", log_path=str(tmp_path / "c.log"))
+    try:
+        wait_for(lambda: _bound(nats_server.url), 60, message="consumer bound")
+        publish(nats_server.url, events)
+        kill_group(proc, signal.SIGINT)
+        assert proc.wait(40) == 0, open(tmp_path / "c.log").read()[-3000:]
+    finally:
+        kill_group(proc)
+    assert sum(count_rows(data_root, d) for d in DATASETS) == len(events)
+    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
