@@ -284,13 +284,18 @@ class ReadFromNats(beam.PTransform):
       stop_at_end / max_messages: bounded mode.
       control_subject: a subject whose message asks the readers to drain.
       num_readers: parallel readers sharing the consumer's queue group.
+      max_batch: the reader hands Beam up to this many messages per record (one SDF claim
+        per batch instead of per message); the transform's output is per message again.
+      max_batches_per_bundle / max_read_time_s: the reader self-checkpoints after this many
+        batches or seconds, so downstream work and triggers proceed while it runs.
+      poll_interval_s: resume delay when nothing is buffered.
     """
 
     def __init__(self, settings: NatsSettings, consumer: ConsumerSpec, *,
                  stop_at_end: bool = False, max_messages: Optional[int] = None,
                  control_subject: Optional[str] = None, num_readers: int = 1,
-                 max_records_per_bundle: int = 50, max_read_time_s: float = 0.5,
-                 poll_interval_s: float = 0.1):
+                 max_batch: int = 2000, max_batches_per_bundle: int = 50,
+                 max_read_time_s: float = 0.5, poll_interval_s: float = 0.1):
         super().__init__()
         if num_readers < 1:
             raise ValueError("num_readers must be >= 1")
@@ -299,8 +304,8 @@ class ReadFromNats(beam.PTransform):
         self._source = _NatsSource(_SourceConfig(
             settings=settings, consumer=consumer, stop_at_end=stop_at_end,
             max_messages=max_messages, control_subject=control_subject,
-            num_readers=num_readers))
-        self._bundle = (poll_interval_s, max_records_per_bundle, max_read_time_s)
+            num_readers=num_readers, max_batch=max_batch))
+        self._bundle = (poll_interval_s, max_batches_per_bundle, max_read_time_s)
 
     def expand(self, pbegin):
         poll, max_records, max_time = self._bundle
