@@ -254,27 +254,22 @@ class LakeWatcher(threading.Thread):
 
 # --------------------------------------------------------------------------- processes
 
-def _beam_cmd(url: str, data_root: str, stop_at_end: bool, max_ack_pending) -> list[str]:
-    cmd = [sys.executable, "-m", "pipelines.bronze_stream", "--runner=DirectRunner",
-           f"--nats_url={url}", f"--data_root={data_root}"]
-    if stop_at_end:
-        cmd.append("--stop_at_end")
-    if max_ack_pending:
-        cmd.append(f"--max_ack_pending={max_ack_pending}")
-    return cmd
+def _command(module: str, extra: list[str], sep: str):
+    """Command builder for one system; ``sep`` is its flag word separator (_ or -)."""
+    def build(url: str, data_root: str, stop_at_end: bool, max_ack_pending) -> list[str]:
+        flag = lambda name: "--" + name.replace("_", sep)
+        cmd = [sys.executable, "-m", module, *extra, f"{flag('nats_url')}={url}",
+               f"{flag('data_root')}={data_root}"]
+        if stop_at_end:
+            cmd.append(flag("stop_at_end"))
+        if max_ack_pending:
+            cmd.append(f"{flag('max_ack_pending')}={max_ack_pending}")
+        return cmd
+    return build
 
 
-def _baseline_cmd(url: str, data_root: str, stop_at_end: bool, max_ack_pending) -> list[str]:
-    cmd = [sys.executable, "-m", "benchmarks.bronze_ingest", "--baseline-consumer",
-           f"--nats-url={url}", f"--data-root={data_root}"]
-    if stop_at_end:
-        cmd.append("--stop-at-end")
-    if max_ack_pending:
-        cmd.append(f"--max-ack-pending={max_ack_pending}")
-    return cmd
-
-
-COMMANDS = {"beam": _beam_cmd, "baseline": _baseline_cmd}
+COMMANDS = {"beam": _command("pipelines.bronze_stream", ["--runner=DirectRunner"], "_"),
+            "baseline": _command("benchmarks.bronze_ingest", ["--baseline-consumer"], "-")}
 
 
 def start_process(cmd: list[str], log_path: str) -> subprocess.Popen:

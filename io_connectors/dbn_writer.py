@@ -386,6 +386,12 @@ class DbnSessionWriter:
         for k in self._lossy(subject, event):
             self.result.lossy[k] += 1
 
+    def _add_trade(self, c, ts_event: int, ts_recv: int, seq: int, price: int, size: int,
+                   side) -> None:
+        rec = dbn.TradeMsg(self.publisher_id, c.instrument_id, ts_event, price, size,
+                           dbn.Action.TRADE, side, 0, ts_recv, flags=dbn.F_LAST, sequence=seq)
+        self.trades.add(rec, c.raw_symbol, c.instrument_id, ts_event, ts_recv)
+
     def _trade_fields(self, event: dict) -> tuple[int, int, Any]:
         size = _uint(event["size"], "size", INT32_MAX, 1)
         side = _SIDE.get(event["aggressor"]) if type(event["aggressor"]) is int else None
@@ -407,9 +413,7 @@ class DbnSessionWriter:
             c.exchange, c.exchange_set = (exch if fits else None), True
         if exch != c.exchange:
             lost.append("exchange")
-        rec = dbn.TradeMsg(self.publisher_id, c.instrument_id, ts_event, price, size,
-                           dbn.Action.TRADE, side, 0, ts_recv, flags=dbn.F_LAST, sequence=seq)
-        self.trades.add(rec, c.raw_symbol, c.instrument_id, ts_event, ts_recv)
+        self._add_trade(c, ts_event, ts_recv, seq, price, size, side)
         return lost
 
     def _option_trade(self, event: dict, ts_event: int, ts_recv: int, seq: int) -> list:
@@ -441,9 +445,7 @@ class DbnSessionWriter:
             c.terms = terms
         elif terms != c.terms:
             lost.append("option_terms")
-        rec = dbn.TradeMsg(self.publisher_id, c.instrument_id, ts_event, price, size,
-                           dbn.Action.TRADE, side, 0, ts_recv, flags=dbn.F_LAST, sequence=seq)
-        self.trades.add(rec, c.raw_symbol, c.instrument_id, ts_event, ts_recv)
+        self._add_trade(c, ts_event, ts_recv, seq, price, size, side)
         return lost
 
     def _book(self, event: dict, ts_event: int, ts_recv: int, seq: int) -> list:

@@ -39,6 +39,21 @@ def consumer_state(url: str, stream: str, durable: str):
     return asyncio.run(go())
 
 
+def consumer_bound(url: str, stream: str = "MARKET_DATA",
+                   durable: str = "bronze_writer_market_data") -> bool:
+    """True once a running pipeline has bound the durable push consumer."""
+    async def go():
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().consumer_info(stream, durable)
+            return bool(info.push_bound)
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
 def start_pipeline(module: str, *args: str, log_path: str | None = None) -> subprocess.Popen:
     """Starts ``python -m <module> --runner=DirectRunner ...`` in its own process group."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import wait_for
-from tests.helpers import (consumer_state, count_rows, kill_group, parquet_files, publish,
+from tests.helpers import (consumer_bound, consumer_state, count_rows, kill_group,
+                           parquet_files, publish,
                            start_pipeline)
 from transforms.market_parse import symbol_root, utc_date_hour
 from transforms.sample_events import sample_events
@@ -199,7 +200,7 @@ def test_burst_into_running_pipeline_lands_each_event_exactly_once(nats_server, 
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
                           f"--data_root={data_root}", log_path=str(tmp_path / "b.log"))
     try:
-        wait_for(lambda: _bound(nats_server.url), 60, message="consumer bound")
+        wait_for(lambda: consumer_bound(nats_server.url), 60, message="consumer bound")
 
         async def burst():
             nc = await nats.connect(nats_server.url)
@@ -222,22 +223,6 @@ def test_burst_into_running_pipeline_lands_each_event_exactly_once(nats_server, 
     assert len(seqs) == len(events) and len(set(seqs)) == len(events)
 
 
-def _bound(url):
-    import asyncio
-    import nats
-
-    async def go():
-        nc = await nats.connect(url)
-        try:
-            info = await nc.jetstream().consumer_info("MARKET_DATA", "bronze_writer_market_data")
-            return bool(info.push_bound)
-        except Exception:  # pylint: disable=broad-except
-            return False
-        finally:
-            await nc.close()
-    return asyncio.run(go())
-
-
 def test_ctrl_c_to_the_process_group_drains(nats_server, tmp_path):
     """A terminal's Ctrl-C signals the whole group, Prism included; the drain still works."""
     data_root = str(tmp_path / "lake")
@@ -245,7 +230,7 @@ def test_ctrl_c_to_the_process_group_drains(nats_server, tmp_path):
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
                           f"--data_root={data_root}", log_path=str(tmp_path / "c.log"))
     try:
-        wait_for(lambda: _bound(nats_server.url), 60, message="consumer bound")
+        wait_for(lambda: consumer_bound(nats_server.url), 60, message="consumer bound")
         publish(nats_server.url, events)
         kill_group(proc, signal.SIGINT)
         assert proc.wait(40) == 0, open(tmp_path / "c.log").read()[-3000:]
