@@ -170,9 +170,19 @@ def _empty(schema: pa.Schema) -> pd.DataFrame:
 
 def _dedupe(df: pd.DataFrame, ds: BronzeDataset) -> pd.DataFrame:
     """Keeps the first of rows equal on all identity columns (list cells compared as
-    tuples on a key copy; the returned values are the original ones)."""
-    key = df[ds.identity_columns].copy()
-    for f in ds.schema:
-        if pa.types.is_list(f.type) and f.name in key:
-            key[f.name] = key[f.name].map(lambda v: None if v is None else tuple(v))
-    return df[~key.duplicated()]
+    tuples; the returned values are the original ones).  Fast path: rows unique on the
+    scalar identity columns are unique; only the (rare) candidates also compare lists."""
+    lists = [f.name for f in ds.schema
+             if pa.types.is_list(f.type) and f.name in ds.identity_columns]
+    scalars = [c for c in ds.identity_columns if c not in lists]
+    if not lists:
+        return df[~df.duplicated(scalars)]
+    candidates = df.duplicated(scalars, keep=False).to_numpy()
+    if not candidates.any():
+        return df
+    key = df.loc[candidates, ds.identity_columns].copy()
+    for name in lists:
+        key[name] = key[name].map(lambda v: None if v is None else tuple(v))
+    drop = pd.Series(False, index=df.index)
+    drop[key.index] = key.duplicated().to_numpy()
+    return df[~drop.to_numpy()]
