@@ -60,6 +60,15 @@ class SilverDay:
     state_table: Optional[pd.DataFrame] = None
     episodes: Optional[pd.DataFrame] = None
     lineage: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The manifest's declared output: (name, dtype) in order, and which of them are labels.
+    columns: tuple = ()
+    label_columns: tuple = ()
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Declared columns that are neither identity nor label columns."""
+        from transforms.silver.stage_interaction_zones import IDENTITY
+        return [n for n, _ in self.columns if n not in IDENTITY and n not in self.label_columns]
 
     def replace(self, **changes) -> "SilverDay":
         return dataclasses.replace(self, **changes)

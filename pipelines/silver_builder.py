@@ -1,0 +1,267 @@
+"""``SilverFeatureBuilder``: the seed's Silver API over the bounded Beam Silver pipeline.
+
+    builder = SilverFeatureBuilder(data_root="data")
+    stats = builder.build_feature_set("configs/features/v3.1.0.yaml",
+                                      ["2024-12-16", "2024-12-17"], force=False)
+    df = builder.load_features("v3.1.0")
+    builder.list_versions(); builder.get_manifest("v3.1.0"); builder.compare_versions(a, b)
+
+``build_feature_set`` runs one Beam pipeline over the dates still to build::
+
+    Create(dates) | ReadSilverInputs | SilverStages(manifest.stages) | WriteSilverDays
+
+and afterwards rewrites the version's ``manifest.yaml`` (the manifest plus build lineage:
+Bronze inputs per date with row counts and content hashes, code version, parameters, build
+time) and ``validation.json`` (``transforms.silver.validation``) over every built date.
+Already-built dates are skipped unless ``force``; ``force`` replaces a date atomically.  A
+failing date is reported with its stage and reason and does not stop the others.  A version
+that was built from a different manifest (stages, parameters or columns differ) is refused:
+a changed feature set needs a new version.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import logging
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from io_connectors.config import PROJECT_ROOT
+from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
+from io_connectors.silver_inputs import ReadSilverInputs
+from io_connectors.silver_store import SIGNALS, SilverStore
+from io_connectors.silver_write import WriteSilverDays
+from pipelines.runner_setup import prepare_runner
+from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
+                                         load_manifest)
+from transforms.silver.ptransforms import SilverStages
+from transforms.silver.validation import validate_feature_set
+
+_LOG = logging.getLogger("silver")
+ManifestLike = Union[FeatureManifest, str, Path, dict]
+_CODE_GLOBS = ("transforms/silver/*.py", "transforms/feature_manifest.py",
+               "io_connectors/silver_*.py", "io_connectors/bronze_reader.py")
+
+
+def code_version() -> dict:
+    """Git commit (with a dirty flag) and a SHA-256 of the Silver code's sources."""
+    digest = hashlib.sha256()
+    for pattern in _CODE_GLOBS:
+        for path in sorted(PROJECT_ROOT.glob(pattern)):
+            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    out = {"source_sha256": digest.hexdigest()}
+    try:
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=10, check=True).stdout.strip()
+        out["git_dirty"] = bool(subprocess.run(
+            ["git", "status", "--porcelain", "--", "transforms", "io_connectors"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def _check_dates(dates: Iterable[str]) -> list[str]:
+    out = []
+    for d in dates:
+        try:
+            out.append(dt.date.fromisoformat(str(d).strip()).isoformat())
+        except ValueError:
+            raise ValueError(f"not a date (YYYY-MM-DD): {d!r}") from None
+    if not out:
+        raise ValueError("no dates given")
+    return sorted(set(out))
+
+
+def _declared(m: dict) -> dict:
+    """The parts of a manifest that define the data (what a version must not change)."""
+    return {k: m.get(k) for k in ("stages", "parameters")} | {
+        "columns": [(c["name"], c["dtype"]) for g in m.get("feature_groups", [])
+                    for c in g.get("columns", [])]}
+
+
+class SilverFeatureBuilder:
+    """Builds, stores and reads versioned Silver feature sets.
+
+    In: a data root (default ``resolve_data_root()``) or a ``LakeStorage``, and optional
+    Beam pipeline arguments (``["--runner=DirectRunner"]`` by default, i.e. Prism).
+    Out: see the methods.  Guarantees: see the module docstring.
+    """
+
+    def __init__(self, data_root: Optional[str] = None, storage: Optional[LakeStorage] = None,
+                 pipeline_args: Optional[Sequence[str]] = None):
+        self.storage = storage or LakeStorage(resolve_data_root(data_root))
+        self.store = SilverStore(self.storage)
+        self.pipeline_args = list(pipeline_args or [])
+
+    # ---- building ----------------------------------------------------------------------
+    def build_feature_set(self, manifest: ManifestLike, dates: Iterable[str],
+                          force: bool = False) -> dict:
+        """Builds ``dates`` of the manifest's version.  Returns stats: ``version,
+        dates_built, dates_skipped, dates_failed ({date: "stage: reason"}), signal_count
+        (built now), build_seconds, per_date ({date: {status, signal_count, seconds}}),
+        validation_success``.  Raises ManifestError for a bad or conflicting manifest and
+        ValueError for a bad date."""
+        m = manifest if isinstance(manifest, FeatureManifest) else load_manifest(manifest)
+        dates = _check_dates(dates)
+        self._check_version_manifest(m)
+        t0 = time.time()
+        built_before = set(self.store.built_dates(m.version))
+        skipped = [d for d in dates if d in built_before and not force]
+        todo = [d for d in dates if d not in skipped]
+        results: list[dict] = []
+        if todo:
+            run_id = f"{dt.datetime.utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+            self._run_pipeline(m, todo, run_id)
+            results = [r for r in self.store.run_results(m.version, run_id) if r]
+            missing = sorted(set(todo) - {r["date"] for r in results})
+            results += [{"date": d, "status": "failed", "stage": "pipeline",
+                         "reason": "the pipeline produced no result for this date",
+                         "signal_count": 0} for d in missing]
+        built = sorted(r["date"] for r in results if r["status"] == "built")
+        failed = {r["date"]: f"{r['stage']}: {r['reason']}" for r in results
+                  if r["status"] != "built"}
+        validation = self._write_version_files(m) if built or not built_before else None
+        return {
+            "version": m.version, "dates_built": built, "dates_skipped": skipped,
+            "dates_failed": failed,
+            "signal_count": sum(r["signal_count"] for r in results if r["status"] == "built"),
+            "build_seconds": round(time.time() - t0, 3),
+            "per_date": {r["date"]: {"status": r["status"], "signal_count": r["signal_count"],
+                                     "seconds": r.get("seconds")} for r in results},
+            "validation_success": None if validation is None else validation["success"],
+        }
+
+    def _check_version_manifest(self, m: FeatureManifest) -> None:
+        existing = self.store.read_manifest(m.version)
+        if existing is None:
+            return
+        if _declared(existing) != _declared(m.to_dict()):
+            diff = compare_manifests(existing, m)
+            raise ManifestError(
+                f"version {m.version} already exists at "
+                f"{self.storage.path(self.store.version_dir(m.version))} and was built from "
+                f"a different manifest (parameters changed: "
+                f"{sorted(diff['parameters']['changed']) or 'none'}, columns added: "
+                f"{diff['features']['added'] or 'none'}, removed: "
+                f"{diff['features']['removed'] or 'none'}, stages added/removed: "
+                f"{diff['stages']['added'] or 'none'}/{diff['stages']['removed'] or 'none'}); "
+                f"give the changed manifest a new version")
+
+    def _run_pipeline(self, m: FeatureManifest, dates: list[str], run_id: str) -> None:
+        options = PipelineOptions(self.pipeline_args or ["--runner=DirectRunner"])
+        prepare_runner(options, streaming=False)
+        code = code_version()
+        with beam.Pipeline(options=options) as p:
+            _ = (p
+                 | "Dates" >> beam.Create(dates)
+                 | "ReadBronze" >> ReadSilverInputs(self.storage, m.parameters, m.columns(),
+                                                    m.label_columns)
+                 | "Stages" >> SilverStages(m.stages)
+                 | "Publish" >> WriteSilverDays(self.storage, m.version, run_id, code,
+                                                parquet_options())
+                 | "Progress" >> beam.Map(_log_progress, m.version))
+
+    def _write_version_files(self, m: FeatureManifest) -> dict:
+        dates = self.store.built_dates(m.version)
+        tables = {d: self.store.read_table(m.version, d) for d in dates}
+        lineages = {d: self.store.read_lineage(m.version, d) for d in dates}
+        validation = validate_feature_set(m, tables, lineages)
+        doc = m.to_dict()
+        doc.update({
+            "created_at": f"{dt.datetime.utcnow():%Y-%m-%dT%H:%M:%SZ}",
+            "created_by": _user(),
+            "source": {"layer": "bronze",
+                       "schemas": ["futures/trades", "futures/mbp10", "options/trades"],
+                       "date_range": validation["date_range"], "lineage": lineages},
+            "validation": {"date_range": validation["date_range"],
+                           "signal_count": validation["signal_count"],
+                           "feature_count": validation["feature_count"],
+                           "null_rates": validation["null_rates_summary"],
+                           "schema_hash": hashlib.sha256(
+                               str(m.arrow_schema()).encode()).hexdigest()[:16],
+                           "success": validation["success"]},
+        })
+        self.store.write_json(f"{self.store.version_dir(m.version)}/validation.json", validation)
+        self.store.write_manifest(m.version, doc)
+        return validation
+
+    # ---- reading -----------------------------------------------------------------------
+    def list_versions(self) -> list[str]:
+        """Versions that have a manifest.yaml, sorted by version number."""
+        versions = [v for v in self.store.list_versions() if self.store.read_manifest(v)]
+        return sorted(versions, key=lambda v: tuple(int(x) for x in v[1:].split(".")
+                                                    if x.isdigit()))
+
+    def get_manifest(self, version: str) -> dict:
+        """The stored manifest.yaml of ``version`` (with lineage and validation summary)."""
+        doc = self.store.read_manifest(version)
+        if doc is None:
+            raise KeyError(f"no Silver version {version!r} under {self.storage.data_root}")
+        return doc
+
+    def built_dates(self, version: str) -> list[str]:
+        return self.store.built_dates(version)
+
+    def load_features(self, version: str, dates: Optional[Iterable[str]] = None) -> pd.DataFrame:
+        """Signals of ``version`` (all built dates, or ``dates``) as one DataFrame sorted by
+        ``ts_ns``, with exactly the declared columns.  KeyError for an unknown version or
+        an unbuilt date."""
+        self.get_manifest(version)
+        available = self.store.built_dates(version)
+        wanted = available if dates is None else _check_dates(dates)
+        missing = sorted(set(wanted) - set(available))
+        if missing:
+            raise KeyError(f"{version}: dates not built: {missing}")
+        tables = [self.store.read_table(version, d) for d in wanted]
+        if not tables:
+            schema = load_manifest(self.get_manifest(version)).arrow_schema()
+            return schema.empty_table().to_pandas()
+        df = pa.concat_tables(tables).to_pandas()
+        return df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+
+    def load_table(self, version: str, name: str, dates: Optional[Iterable[str]] = None
+                   ) -> pd.DataFrame:
+        """``state_table`` or ``episodes`` of ``version`` as one DataFrame."""
+        wanted = self.store.built_dates(version) if dates is None else _check_dates(dates)
+        frames = [self.store.read_table(version, d, f"{name}.parquet").to_pandas()
+                  for d in wanted]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def get_validation(self, version: str) -> dict:
+        doc = self.store.read_json(f"{self.store.version_dir(version)}/validation.json")
+        if doc is None:
+            raise KeyError(f"no validation.json for {version!r}")
+        return doc
+
+    def compare_versions(self, a: str, b: str) -> dict:
+        """Features added/removed/common and parameter differences between two versions."""
+        return compare_manifests(self.get_manifest(a), self.get_manifest(b))
+
+
+def _log_progress(result: dict, version: str) -> dict:
+    if result["status"] == "built":
+        _LOG.info("silver %s %s: built, %d signals in %.2f s", version, result["date"],
+                  result["signal_count"], result.get("seconds") or 0.0)
+    else:
+        _LOG.warning("silver %s %s: FAILED at %s: %s", version, result["date"],
+                     result["stage"], result["reason"])
+    return result
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pylint: disable=broad-except
+        return "unknown"

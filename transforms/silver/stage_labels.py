@@ -1,0 +1,83 @@
+"""Stage 14, ``labels``: what happened after each event (forward-looking, labels only).
+
+In: ``day.events`` (``ts_ns, level_price, direction, entry_price, atr``) and ``day.trades``.
+Out: ``day.events`` plus, for each horizon H of ``labels.horizons_min`` (suffix ``_{H}min``,
+none for ``labels.primary_horizon_min``), over the trades in ``(ts_ns, ts_ns + H]``:
+
+- with s = +1 for UP, -1 for DOWN and θ = ``labels.break_threshold_atr`` x atr: a trade
+  with s(p - L) >= θ has crossed the level to the far side by θ (break); one with
+  s(p - entry_price) <= -θ has moved back out, θ away from where it entered the zone
+  (bounce).  The bounce is measured from the entry, not the level: the zone is at least
+  5 points wide, so the entry itself is usually more than θ short of the level;
+- ``outcome``: ``BREAK`` if a break comes first, ``REJECT`` if a bounce comes first, else
+  ``CHOP``;
+- ``time_to_break`` / ``time_to_bounce``: seconds from the event to the first such trade,
+  NaN when there is none within H;
+- ``excursion_favorable`` / ``excursion_adverse``: the largest move (points, >= 0) from
+  ``entry_price`` in / against the direction of travel;
+- ``strength_signed``: s(p_last - L) / atr, p_last = the last trade within H (the entry
+  price if none).
+
+These are the only columns that look past ``ts_ns``; the manifest's label rule names them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from transforms.silver.day import SilverDay, add_columns
+from transforms.silver.session import NS_PER_MIN, NS_PER_S
+
+
+def label_suffix(h: int, primary: int) -> str:
+    return "" if h == primary else f"_{h}min"
+
+
+def labels(day: SilverDay) -> SilverDay:
+    day.require("events", "trades")
+    ev = day.events
+    t_ts = day.trades["ts_ns"].to_numpy(np.int64)
+    t_px = day.trades["price"].to_numpy(float)
+    factor = float(day.param("labels.break_threshold_atr"))
+    primary = int(day.param("labels.primary_horizon_min"))
+    ts = ev["ts_ns"].to_numpy(np.int64)
+    level = ev["level_price"].to_numpy(float)
+    entry = ev["entry_price"].to_numpy(float)
+    atr = ev["atr"].to_numpy(float)
+    sign = np.where(ev["direction"].to_numpy() == "UP", 1.0, -1.0)
+    cols = {}
+    for h in day.param("labels.horizons_min"):
+        h = int(h)
+        n = len(ev)
+        outcome = np.full(n, "CHOP", dtype=object)
+        t_break = np.full(n, np.nan)
+        t_bounce = np.full(n, np.nan)
+        fav = np.zeros(n)
+        adv = np.zeros(n)
+        strength = np.zeros(n)
+        lo = np.searchsorted(t_ts, ts, side="right")
+        hi = np.searchsorted(t_ts, ts + h * NS_PER_MIN, side="right")
+        for i in range(n):
+            px, tt = t_px[lo[i]:hi[i]], t_ts[lo[i]:hi[i]]
+            theta = factor * atr[i]
+            rel = sign[i] * (px - level[i])
+            brk = np.flatnonzero(rel >= theta)
+            bnc = np.flatnonzero(sign[i] * (px - entry[i]) <= -theta)
+            if len(brk):
+                t_break[i] = (tt[brk[0]] - ts[i]) / NS_PER_S
+            if len(bnc):
+                t_bounce[i] = (tt[bnc[0]] - ts[i]) / NS_PER_S
+            if len(brk) and (not len(bnc) or brk[0] < bnc[0]):
+                outcome[i] = "BREAK"
+            elif len(bnc):
+                outcome[i] = "REJECT"
+            move = sign[i] * (px - entry[i])
+            if len(px):
+                fav[i] = max(float(move.max()), 0.0)
+                adv[i] = max(float(-move.min()), 0.0)
+            last = px[-1] if len(px) else entry[i]
+            strength[i] = sign[i] * (last - level[i]) / atr[i] if atr[i] > 0 else 0.0
+        sfx = label_suffix(h, primary)
+        cols.update({f"outcome{sfx}": outcome, f"time_to_break{sfx}": t_break,
+                     f"time_to_bounce{sfx}": t_bounce, f"excursion_favorable{sfx}": fav,
+                     f"excursion_adverse{sfx}": adv, f"strength_signed{sfx}": strength})
+    return day.replace(events=add_columns(ev, cols))

@@ -1,0 +1,62 @@
+"""Stage 0, ``load_bronze``: the date's raw Bronze frames -> the frames the stages use.
+
+In: a :class:`SilverDay` whose ``trades``/``mbp``/``options``/``warmup`` hold the Bronze
+rows as read by ``io_connectors.silver_inputs`` (Bronze column names, front-month contract
+only, redelivery duplicates removed).  Out: the same day with
+
+- ``trades``: ``ts_ns, price, size, aggressor`` (sorted by time, stable);
+- ``mbp``: the book window ``[bronze.mbp_window_start, bronze.mbp_window_end)`` local time,
+  downsampled to the LAST update of each ``bronze.mbp_downsample_ms`` bucket, stamped with
+  that update's own ``ts_ns`` (not the bucket end: a snapshot is never dated before it
+  existed, nor after);
+- ``options``: ``ts_ns, strike, right, price, size, aggressor, exp_date``;
+- ``warmup``: ``ts_ns, price``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from transforms.silver.day import SilverDay
+from transforms.silver.session import local_ns
+
+MBP_LEVELS = 10
+MBP_COLUMNS = (["ts_ns"] + [f"bid_px_{i}" for i in range(1, MBP_LEVELS + 1)]
+               + [f"bid_sz_{i}" for i in range(1, MBP_LEVELS + 1)]
+               + [f"ask_px_{i}" for i in range(1, MBP_LEVELS + 1)]
+               + [f"ask_sz_{i}" for i in range(1, MBP_LEVELS + 1)])
+TRADE_COLUMNS = ["ts_ns", "price", "size", "aggressor"]
+OPTION_COLUMNS = ["ts_ns", "strike", "right", "price", "size", "aggressor", "exp_date"]
+
+
+def _sorted(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = df.rename(columns={"ts_event_ns": "ts_ns"})
+    out = out[columns] if len(out.columns) else pd.DataFrame(columns=columns)
+    return out.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+
+
+def downsample_last(ts: np.ndarray, bucket_ns: int) -> np.ndarray:
+    """Indices of the last row of each ``bucket_ns`` bucket of sorted ``ts``."""
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    bucket = ts // bucket_ns
+    return np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
+
+
+def load_bronze(day: SilverDay) -> SilverDay:
+    day.require("trades", "mbp", "options")
+    tz = day.param("session.timezone")
+    trades = _sorted(day.trades, TRADE_COLUMNS).astype(
+        {"ts_ns": np.int64, "price": float, "size": np.int64, "aggressor": np.int8})
+    mbp = _sorted(day.mbp, MBP_COLUMNS)
+    lo = local_ns(day.date, day.param("bronze.mbp_window_start"), tz)
+    hi = local_ns(day.date, day.param("bronze.mbp_window_end"), tz)
+    ts = mbp["ts_ns"].to_numpy(np.int64)
+    mbp = mbp[(ts >= lo) & (ts < hi)].reset_index(drop=True)
+    keep = downsample_last(mbp["ts_ns"].to_numpy(np.int64),
+                           int(day.param("bronze.mbp_downsample_ms")) * 1_000_000)
+    mbp = mbp.iloc[keep].reset_index(drop=True)
+    options = _sorted(day.options, OPTION_COLUMNS)
+    warmup = _sorted(day.warmup if day.warmup is not None else pd.DataFrame(),
+                     ["ts_ns", "price"])
+    return day.replace(trades=trades, mbp=mbp, options=options, warmup=warmup)
