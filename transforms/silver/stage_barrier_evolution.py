@@ -1,0 +1,67 @@
+"""Stage 9, barrier evolution: how the defending side's top-of-book depth changed before each event.
+
+In: ``day.events`` (``ts_ns, direction``) and ``day.mbp`` (``ts_ns, bid_px_i, bid_sz_i,
+ask_px_i, ask_sz_i``); parameters ``barrier_evolution.depth_levels`` (N) and
+``barrier_evolution.windows_min``.  Out: ``events`` plus exactly the manifest's
+``barrier_evolution`` group.
+
+Defending side: the asks for direction ``UP`` (price came from below; sellers defend), the bids
+for ``DOWN``.  ``depth(x)`` = sum of the side's ``sz_1..sz_N`` in the last snapshot with
+``ts_ns <= x`` (levels whose ``px`` is not a real price, ``px <= 0``, count 0; NaN sizes count
+0); 0.0 before the first snapshot.  For an event at ``t``:
+
+- ``depth_current = depth(t)``;
+- for ``W`` in ``windows_min``: ``depth_change_{W}min = depth(t) - depth(t - W min)`` and
+  ``depth_pct_change_{W}min = depth_change / depth(t - W min)`` (a fraction, 0.1 = +10 %;
+  0.0 when ``depth(t - W min)`` is 0).
+
+Guarantees: only snapshots with ``ts_ns <= t`` are read (``series.asof_values`` at ``t`` and
+earlier).  Columns are float64 and NaN-free; an events frame with 0 rows gets the columns,
+empty.  Inputs are not mutated.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from transforms.silver.day import SilverDay, add_columns
+from transforms.silver.series import asof_values, safe_div
+from transforms.silver.session import NS_PER_MIN
+from transforms.silver.stage_physics import defending_is_ask
+
+
+def barrier_evolution(day: SilverDay) -> SilverDay:
+    day.require("events", "mbp")
+    events = day.events
+    t = events["ts_ns"].to_numpy(dtype=np.int64)
+    is_ask = defending_is_ask(events["direction"])
+    levels = int(day.param("barrier_evolution.depth_levels"))
+    ts = day.mbp["ts_ns"].to_numpy(dtype=np.int64)
+    ask_depth = top_depth(day.mbp, "ask", levels)
+    bid_depth = top_depth(day.mbp, "bid", levels)
+
+    def depth_at(x: np.ndarray) -> np.ndarray:
+        ask = asof_values(ts, ask_depth, x, default=0.0)
+        bid = asof_values(ts, bid_depth, x, default=0.0)
+        return np.where(is_ask, ask, bid)
+
+    now = depth_at(t)
+    windows = list(day.param("barrier_evolution.windows_min"))
+    before = {w: depth_at(t - int(round(float(w) * NS_PER_MIN))) for w in windows}
+    columns = {f"depth_change_{_label(w)}min": now - before[w] for w in windows}
+    columns.update({f"depth_pct_change_{_label(w)}min": safe_div(now - before[w], before[w])
+                    for w in windows})
+    columns["depth_current"] = now
+    return day.replace(events=add_columns(events, columns))
+
+
+def top_depth(mbp: pd.DataFrame, side: str, levels: int) -> np.ndarray:
+    """Per snapshot: sum of ``{side}_sz_1..levels`` over real price levels (``px > 0``)."""
+    px = mbp[[f"{side}_px_{i}" for i in range(1, levels + 1)]].to_numpy(dtype=float)
+    sz = mbp[[f"{side}_sz_{i}" for i in range(1, levels + 1)]].to_numpy(dtype=float)
+    return np.where(px > 0, np.nan_to_num(sz), 0.0).sum(axis=1)
+
+
+def _label(w) -> str:
+    """Column suffix of a window: 5 -> '5' (integral floats print without '.0')."""
+    return str(int(w)) if float(w).is_integer() else str(w)
