@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import uuid
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -28,7 +28,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import apache_beam as beam
 import pandas as pd
@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.silver_inputs import ReadSilverInputs
-from io_connectors.silver_store import SIGNALS, SilverStore
+from io_connectors.silver_store import SilverStore
 from io_connectors.silver_write import WriteSilverDays
 from pipelines.runner_setup import prepare_runner
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,

@@ -11,6 +11,11 @@ range [low, high] overlaps the zone and the previous bar's range did not.  Its t
 the event is known at ``ts_ns`` and nothing later is used; ``direction`` is ``UP`` when
 the previous bar closed below L, else ``DOWN``.  ``event_id`` =
 ``{date}_{kind name}_{int(L x 100)}_{ts_ns}_{direction}``.
+
+It also attaches the market context of the event (manifest group ``market_context``), all
+as known at the event: ``atr`` and ``volatility`` of the previous completed 1-minute bar,
+``sma_200``/``sma_400`` = the SMA level values of the event's bar (last completed
+2-minute bar; NaN without enough warm-up).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from transforms.silver.session import NS_PER_MIN
 
 IDENTITY = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind",
             "level_kind_name", "direction", "entry_price", "zone_width", "date"]
-EVENT_COLUMNS = IDENTITY + ["atr", "bar_ns"]
+EVENT_COLUMNS = IDENTITY + ["atr", "volatility", "sma_200", "sma_400", "bar_ns"]
 
 
 def empty_events() -> pd.DataFrame:
@@ -35,7 +40,8 @@ def empty_events() -> pd.DataFrame:
         "level_kind_name": pd.Series(dtype=object), "direction": pd.Series(dtype=object),
         "entry_price": pd.Series(dtype=float), "zone_width": pd.Series(dtype=float),
         "date": pd.Series(dtype=object), "atr": pd.Series(dtype=float),
-        "bar_ns": pd.Series(dtype=np.int64)})
+        "volatility": pd.Series(dtype=float), "sma_200": pd.Series(dtype=float),
+        "sma_400": pd.Series(dtype=float), "bar_ns": pd.Series(dtype=np.int64)})
 
 
 def interaction_zones(day: SilverDay) -> SilverDay:
@@ -53,6 +59,9 @@ def interaction_zones(day: SilverDay) -> SilverDay:
     bar_ns = bars["bar_ns"].to_numpy(np.int64)
     high, low = bars["high"].to_numpy(float), bars["low"].to_numpy(float)
     close, atr = bars["close"].to_numpy(float), bars["atr"].to_numpy(float)
+    vol = bars["volatility"].to_numpy(float)
+    sma = {n: (lv[n].to_numpy(float) if n in lv else np.full(len(lv), np.nan))
+           for n in ("SMA_200", "SMA_400")}
     w = np.maximum(float(day.param("zones.half_width_min")),
                    float(day.param("zones.half_width_atr_factor")) * atr)
     date = dt.date.fromisoformat(day.date)
@@ -75,12 +84,14 @@ def interaction_zones(day: SilverDay) -> SilverDay:
             ts = int(t_ts[j])
             rows.append((f"{day.date}_{name}_{int(L * 100)}_{ts}_{direction}", ts, L,
                          int(code), name, direction, float(t_px[j]), float(width),
-                         float(atr[b - 1]), int(bar_ns[b])))
+                         float(atr[b - 1]), float(vol[b - 1]), float(sma["SMA_200"][b]),
+                         float(sma["SMA_400"][b]), int(bar_ns[b])))
     if not rows:
         return day.replace(events=empty_events())
     ev = pd.DataFrame(rows, columns=["event_id", "ts_ns", "level_price", "level_kind",
                                      "level_kind_name", "direction", "entry_price",
-                                     "zone_width", "atr", "bar_ns"])
+                                     "zone_width", "atr", "volatility", "sma_200",
+                                     "sma_400", "bar_ns"])
     ev = ev.astype({"ts_ns": np.int64, "level_kind": np.int8, "bar_ns": np.int64})
     ev["timestamp"] = pd.to_datetime(ev["ts_ns"], unit="ns", utc=True)
     ev["date"] = date

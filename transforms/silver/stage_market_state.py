@@ -19,7 +19,6 @@ import datetime as dt
 import math
 
 import numpy as np
-import pandas as pd
 
 from transforms.silver.day import SilverDay
 from transforms.silver.series import asof_values

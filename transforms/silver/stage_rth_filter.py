@@ -41,7 +41,8 @@ def to_declared_table(events: pd.DataFrame, columns) -> pa.Table:
             if pa.types.is_date32(typ):
                 arr = pa.array(list(values), type=typ)
             elif pa.types.is_timestamp(typ):
-                arr = pa.array(pd.to_datetime(values, utc=True), type=typ)
+                ns = pd.to_datetime(values, utc=True).astype("int64").to_numpy()
+                arr = pa.array(ns, pa.int64()).cast(typ)
             else:
                 arr = pa.array(values.to_numpy() if typ != pa.string() else list(values),
                                type=typ, from_pandas=True)

@@ -23,7 +23,6 @@ null_rates_summary`` keys are kept too).  Checks:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import numpy as np
