@@ -7,7 +7,9 @@ pipeline.
 
 Guarantees
 - Output elements are 5-tuples ``(subject, payload, stream_seq, ts_ns, ack_token)``
-  (field order of ``NatsMessage``), timestamped with the JetStream storage time.
+  (field order of ``NatsMessage``), timestamped with the JetStream storage time; with
+  ``batches=True`` lists of them, as the reader delivers them (up to ``max_batch``, each
+  timestamped with the storage time of its last message).
 - At-least-once: the source never acks.  ``ack_token`` is the message's JetStream reply
   subject; the stage that durably writes the message acks it (``nats_ack.ack``).  A message
   whose process dies before that is redelivered by JetStream after ``ack_wait``.
@@ -285,7 +287,9 @@ class ReadFromNats(beam.PTransform):
       control_subject: a subject whose message asks the readers to drain.
       num_readers: parallel readers sharing the consumer's queue group.
       max_batch: the reader hands Beam up to this many messages per record (one SDF claim
-        per batch instead of per message); the transform's output is per message again.
+        per batch instead of per message).
+      batches: output those batches (lists of ``NatsMessage`` tuples) as they are, for
+        consumers that work batch-wise; by default the output is one element per message.
       max_batches_per_bundle / max_read_time_s: the reader self-checkpoints after this many
         batches or seconds, so downstream work and triggers proceed while it runs.
       poll_interval_s: resume delay when nothing is buffered.
@@ -295,7 +299,8 @@ class ReadFromNats(beam.PTransform):
                  stop_at_end: bool = False, max_messages: Optional[int] = None,
                  control_subject: Optional[str] = None, num_readers: int = 1,
                  max_batch: int = 2000, max_batches_per_bundle: int = 50,
-                 max_read_time_s: float = 0.5, poll_interval_s: float = 0.1):
+                 max_read_time_s: float = 0.5, poll_interval_s: float = 0.1,
+                 batches: bool = False):
         super().__init__()
         if num_readers < 1:
             raise ValueError("num_readers must be >= 1")
@@ -306,11 +311,13 @@ class ReadFromNats(beam.PTransform):
             max_messages=max_messages, control_subject=control_subject,
             num_readers=num_readers, max_batch=max_batch))
         self._bundle = (poll_interval_s, max_batches_per_bundle, max_read_time_s)
+        self._batches = batches
 
     def expand(self, pbegin):
         poll, max_records, max_time = self._bundle
-        return (pbegin
-                | "Read" >> ReadFromUnboundedSource(self._source, poll_interval=poll,
-                                                    max_records_per_bundle=max_records,
-                                                    max_read_time_seconds=max_time)
-                | "Unbatch" >> beam.FlatMap(lambda batch: batch).with_output_types(tuple))
+        read = pbegin | "Read" >> ReadFromUnboundedSource(
+            self._source, poll_interval=poll, max_records_per_bundle=max_records,
+            max_read_time_seconds=max_time)
+        if self._batches:
+            return read
+        return read | "Unbatch" >> beam.FlatMap(lambda batch: batch).with_output_types(tuple)

@@ -2,8 +2,10 @@
 
     python -m pipelines.bronze_stream --runner=DirectRunner [--nats_url URL] [--data_root D]
 
-Wiring only: ReadFromNats -> ParseMarketMessages -> FlushPolicy -> WriteParquetShards
-(which acks each message after its shard is durably written).  Malformed messages go to
+Wiring only: ReadFromNats (batches) -> ParseMarketBatches -> BatchedFlushPolicy ->
+WriteParquetShards, applied to both of the flush policy's outputs (full shards cut within a
+bundle, and the trigger-flushed rest); the writer acks each message after its shard is
+durably written.  Malformed messages go to
 ``bronze/_dead_letter/date=YYYY-MM-DD``.  SIGINT/SIGTERM drain and exit 0.
 """
 from __future__ import annotations
@@ -25,8 +27,8 @@ from io_connectors.nats_streams import ConsumerSpec, consumer_spec
 from io_connectors.parquet_shards import WriteParquetShards
 from pipelines.runner_setup import UsageError, configure_logging, fail, prepare_runner
 from pipelines.streaming_launcher import run_until_drained, summarize
-from transforms.bronze_route import ParseMarketMessages
-from transforms.flush_policy import FlushPolicy
+from transforms.bronze_route import ParseMarketBatches
+from transforms.flush_policy import BatchedFlushPolicy
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_stream")
@@ -96,15 +98,18 @@ class BronzeStreamConfig:
 
 
 def build(p: beam.Pipeline, cfg: BronzeStreamConfig):
-    """Adds the Bronze graph to ``p``; returns the PCollection of (file, rows) written."""
-    msgs = p | "ReadNats" >> ReadFromNats(
+    """Adds the Bronze graph to ``p``; returns the two PCollections of (file, rows)
+    written: full shards cut within a bundle, and the trigger-flushed rest."""
+    batches = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
-        control_subject=cfg.control_subject, num_readers=cfg.num_readers)
-    return (msgs
-            | "Parse" >> ParseMarketMessages()
-            | "Flush" >> FlushPolicy(cfg.max_events, cfg.max_seconds)
-            | "WriteShards" >> WriteParquetShards(cfg.storage, shard_layout, cfg.nats,
-                                                  parquet_options()))
+        control_subject=cfg.control_subject, num_readers=cfg.num_readers, batches=True)
+    full, flushed = (batches
+                     | "Parse" >> ParseMarketBatches()
+                     | "Flush" >> BatchedFlushPolicy(cfg.max_events, cfg.max_seconds))
+    write = lambda: WriteParquetShards(cfg.storage, shard_layout, cfg.nats, parquet_options())
+    # Two writer applications, not a Flatten: full shards stay in the read stage.
+    return (full | "WriteFullShards" >> write(),
+            flushed | "WriteShards" >> write())
 
 
 def main(argv=None) -> int:
