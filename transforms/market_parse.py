@@ -8,6 +8,7 @@ goes to the dead-letter store.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from typing import Any, NamedTuple
@@ -40,17 +41,25 @@ class ParsedEvent(NamedTuple):
     row: tuple            # values in the dataset schema's column order
 
 
+@functools.lru_cache(maxsize=4096)
 def symbol_root(symbol: str) -> str:
     """Root of a futures contract code: ``ESZ4`` -> ``ES``, ``ESZ24`` -> ``ES``; a symbol
-    that is not a contract code (``ES``) is its own root."""
+    that is not a contract code (``ES``) is its own root.  (Memoized: a feed has few
+    symbols and this runs once per event.)"""
     m = _CONTRACT.fullmatch(symbol)
     return m.group(1) if m else symbol
 
 
 def utc_date_hour(ts_ns: int) -> tuple[str, int]:
     """UTC (YYYY-MM-DD, hour) of a nanosecond timestamp."""
-    days, rem = divmod(ts_ns, _NS_PER_DAY)
-    return (_EPOCH + dt.timedelta(days=days)).isoformat(), rem // _NS_PER_HOUR
+    return _utc_date_hour_of(ts_ns // _NS_PER_HOUR)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_date_hour_of(hours: int) -> tuple[str, int]:
+    """(YYYY-MM-DD, hour) of the hour ``hours`` since the epoch (memoized per hour)."""
+    days, hour = divmod(hours, 24)
+    return (_EPOCH + dt.timedelta(days=days)).isoformat(), hour
 
 
 def _int(obj: dict, key: str, lo: int, hi: int, optional: bool = False) -> Any:

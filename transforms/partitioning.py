@@ -8,6 +8,7 @@ are plain identifiers by the time they get here (the parser rejects anything els
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from transforms.schemas import DATASETS_BY_PATH, DEAD_LETTER_PATH, schema_for
@@ -23,6 +24,7 @@ def safe_component(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def bronze_key(dataset: str, partition: str, date: str, hour: int) -> str:
     return SEP.join((dataset, partition, date, f"{hour:02d}"))
 
