@@ -9,6 +9,7 @@ written stay un-acked and JetStream redelivers them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -16,6 +17,7 @@ import time
 
 from io_connectors import async_runtime, nats_source
 from io_connectors.nats_settings import NatsSettings
+from pipelines.prism_service import prism_job_endpoint
 
 _LOG = logging.getLogger(__name__)
 
@@ -43,6 +45,14 @@ def summarize(result) -> dict:
     return out
 
 
+def _fetch_metrics(result) -> None:
+    """Makes ``result`` fetch (and cache) the job's metrics while the job service is up."""
+    try:
+        result.metrics()
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
 def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
                       shutdown_timeout_s: float) -> tuple[int, object]:
     """Runs ``pipeline``; returns (exit code, result)."""
@@ -54,12 +64,16 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
         if len(signals) == 1:
             _LOG.info("signal %d: draining (stop consuming, flush, ack)", signum)
 
-    # Prism is started by pipeline.run() as a child in our process group.  With SIGINT
+    # Prism is started here (prism_job_endpoint: without gRPC's reconnect back-off at
+    # start-up) or by pipeline.run(), as a child in our process group.  With SIGINT
     # ignored while it starts, it inherits SIG_IGN (Go keeps an ignored SIGINT ignored),
     # so a terminal's Ctrl-C, which goes to the whole group, reaches only this launcher.
     old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
            signal.SIGTERM: signal.signal(signal.SIGTERM, on_signal)}
+    prism = contextlib.ExitStack()
+    result = None
     try:
+        prism.enter_context(prism_job_endpoint(pipeline.options))
         result = pipeline.run()
         signal.signal(signal.SIGINT, on_signal)
         done = threading.Event()
@@ -95,5 +109,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
             return 1, result
         return 0, result
     finally:
+        if result is not None:
+            _fetch_metrics(result)       # the job service goes with Prism
+        prism.close()
         for s, h in old.items():
             signal.signal(s, h)
