@@ -96,3 +96,16 @@ def test_bounded_read_to_end_of_stream(nats_server, tmp_path):
                                                          "options/trades"))
     assert total == len(events)
     assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
+def test_batch_coder_round_trips_and_estimates_without_encoding():
+    from io_connectors.nats_source import NATS_MESSAGE_CODER, NatsBatchCoder
+    coder = NatsBatchCoder()
+    batch = [("market.futures.trades", b'{"a": %d}' % i, i, 10**18 + i,
+              f"$JS.ACK.S.c.1.{i}.{i}.{10**18 + i}.0") for i in range(50)]
+    assert coder.decode(coder.encode(batch)) == batch
+    assert coder.decode(coder.encode([])) == []
+    one = NATS_MESSAGE_CODER.estimate_size(batch[0])
+    assert coder.estimate_size(batch) == 4 + 50 * one
+    assert abs(coder.estimate_size(batch) - len(coder.encode(batch))) < 0.1 * len(coder.encode(batch))
+    assert coder == NatsBatchCoder() and coder.is_deterministic()
