@@ -25,7 +25,8 @@ from io_connectors.nats_settings import NatsSettings
 from io_connectors.nats_source import ReadFromNats
 from io_connectors.nats_streams import ConsumerSpec, consumer_spec
 from io_connectors.parquet_shards import WriteParquetShards
-from pipelines.runner_setup import UsageError, configure_logging, fail, prepare_runner
+from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
+                                    tune_gc_for_streaming)
 from pipelines.streaming_launcher import run_until_drained, summarize
 from transforms.bronze_route import ParseMarketBatches
 from transforms.flush_policy import BatchedFlushPolicy
@@ -126,6 +127,7 @@ def main(argv=None) -> int:
     _LOG.info("bronze_stream: %s -> %s (consumer %s, flush %d events / %.1fs, drain subject %s)",
               cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
               cfg.max_seconds, cfg.control_subject)
+    tune_gc_for_streaming()
     code, result = run_until_drained(p, cfg.nats, cfg.control_subject, cfg.shutdown_timeout_s)
     _LOG.info("bronze_stream finished (exit %d): %s", code, summarize(result))
     return code

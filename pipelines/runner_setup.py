@@ -7,6 +7,7 @@ Prism cannot start; the Prism binary is the one ``./run.sh setup`` built.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -52,6 +53,22 @@ def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions
     return options
 
 
+def tune_gc_for_streaming(gen0_threshold: int = 50_000) -> None:
+    """Makes Python's cyclic garbage collector cheap for a long-running pipeline process.
+
+    The worker allocates a few objects per event (tuples, rows, message buffers) and holds
+    tens of thousands of them in flight; with the default thresholds (700, 10, 10) the
+    collector runs every few hundred allocations and regularly re-scans everything alive,
+    including the ~140,000 objects of the imported modules (measured: about 0.5 s of the
+    process's ~4.5 s of CPU in a 200,000-event drain).  Objects alive now (modules, the
+    pipeline graph) are moved to the permanent generation (``gc.freeze``) and young
+    collections run every ``gen0_threshold`` net allocations.  Garbage cycles are still
+    collected; reference-counted objects are freed immediately as always.
+    """
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, 20, 100)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -65,4 +82,4 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 __all__ = ["UsageError", "ConfigError", "prepare_runner", "prism_location", "fail",
-           "configure_logging"]
+           "configure_logging", "tune_gc_for_streaming"]
