@@ -4,18 +4,24 @@ Starts a local NATS server (JetStream, free port, its own store), launches the s
 Bronze pipeline on the DirectRunner (Prism) through ``BronzeWriter``, publishes a few
 minutes of a synthetic ES session (front and next contract trades, MBP-10 books, 0DTE
 option trades, plus two malformed messages), stops the pipeline with the same drain a
-SIGTERM gets, and prints what landed where.
+SIGTERM gets, and prints what landed where.  Then Silver: the full session of the date
+(and three lighter warm-up weekdays before it, for the 2-minute SMAs) is backfilled into
+Bronze from Databento DBN files with the bounded ``bronze_backfill`` pipeline (the
+streamed window is in it again; the reader's deduplication removes the copies), and the
+v3.1.0 feature set is built for the date with ``SilverFeatureBuilder`` on the DirectRunner.
 
     python -m pipelines.demo [--data_root DIR] [--date 2024-12-16] [--start_utc 14:56]
-                             [--minutes 8] [--scale 0.5]
+                             [--minutes 8] [--scale 0.5] [--skip_silver]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,14 +29,18 @@ import time
 import pyarrow.parquet as pq
 
 from io_connectors.bronze_reader import BronzeReader
-from io_connectors.config import resolve_path
+from io_connectors.config import PROJECT_ROOT, resolve_path
+from io_connectors.dbn_writer import write_session_dbn
 from io_connectors.lake_storage import LakeStorage
 from io_connectors.nats_bus import NatsBus
 from io_connectors.nats_server import EmbeddedNatsServer
 from io_connectors.nats_settings import NatsSettings
 from pipelines.bronze_writer import BronzeWriter
+from pipelines.silver_builder import SilverFeatureBuilder
+from transforms.silver.session import previous_weekdays
 from transforms.synthetic_session import synthetic_session
 
+MANIFEST = os.path.join(PROJECT_ROOT, "configs", "features", "v3.1.0.yaml")
 
 
 def _say(msg: str) -> None:
@@ -96,10 +106,60 @@ def _report(data_root: str, date: str) -> None:
         pass
 
 
+def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int:
+    warm = previous_weekdays(date, 3)
+    dbn_dir = tempfile.mkdtemp(prefix="demo-dbn-")
+    try:
+        events = itertools.chain(
+            *(synthetic_session(d, scale=warmup_scale, seed=11, signals=False) for d in warm),
+            synthetic_session(date, scale=scale, seed=11, signals=False))
+        t0 = time.monotonic()
+        written = write_session_dbn(events, dbn_dir)
+        _say(f"wrote DBN for {', '.join(warm)} (scale {warmup_scale}) and {date} "
+             f"(scale {scale}) in {time.monotonic() - t0:.1f}s: {written.counts}")
+        _say("bronze_backfill (bounded Beam pipeline, DirectRunner) DBN -> Bronze ...")
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill",
+                            "--runner=DirectRunner", "--files", *written.paths,
+                            f"--data_root={data_root}", "--log_level=WARNING"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True)
+        if r.returncode != 0:
+            _say(f"bronze_backfill failed ({r.returncode}):\n{r.stderr[-3000:]}")
+            return r.returncode
+        _say(f"backfill done in {time.monotonic() - t0:.1f}s")
+    finally:
+        shutil.rmtree(dbn_dir, ignore_errors=True)
+
+    _say(f"Silver: building v3.1.0 for {date} (18 stages, DirectRunner) ...")
+    builder = SilverFeatureBuilder(data_root=data_root)
+    stats = builder.build_feature_set(MANIFEST, [date], force=True)
+    if stats["dates_failed"]:
+        _say(f"Silver build failed: {stats['dates_failed']}")
+        return 1
+    version_dir = builder.storage.path(builder.store.version_dir(stats["version"]))
+    _say(f"Silver {stats['version']}: {stats['signal_count']} signals in "
+         f"{stats['build_seconds']:.1f}s -> {version_dir}")
+    for name in sorted(os.listdir(version_dir)):
+        if not name.startswith((".", "_")):
+            inside = os.listdir(os.path.join(version_dir, name)) \
+                if os.path.isdir(os.path.join(version_dir, name)) else []
+            print(f"    {name}{'/ ' + ', '.join(sorted(inside)) if inside else ''}")
+    df = builder.load_features(stats["version"], [date])
+    cols = ["timestamp", "level_kind_name", "direction", "level_price", "entry_price",
+            "tape_imbalance", "ofi_60s", "barrier_state", "outcome"]
+    if len(df):
+        print(df[cols].to_string(index=False, max_rows=12))
+    checks = builder.get_validation(stats["version"])["checks"]
+    _say("validation.json: " + ", ".join(
+        f"{name} {'ok' if c['success'] else 'FAILED'}" for name, c in checks.items()))
+    return 0
+
+
 async def main_async(args) -> int:
     data_root = resolve_path(args.data_root)
-    if os.path.isdir(os.path.join(data_root, "bronze")) and not args.keep:
-        shutil.rmtree(os.path.join(data_root, "bronze"))
+    for layer in ("bronze", "silver"):
+        if os.path.isdir(os.path.join(data_root, layer)) and not args.keep:
+            shutil.rmtree(os.path.join(data_root, layer))
     store = tempfile.mkdtemp(prefix="demo-nats-")
     with EmbeddedNatsServer(store_dir=store) as server:
         _say(f"NATS JetStream at {server.url} (store {store})")
@@ -121,7 +181,9 @@ async def main_async(args) -> int:
         _say(f"bronze_stream exited with {code}")
     shutil.rmtree(store, ignore_errors=True)
     _report(data_root, args.date)
-    return code
+    if code != 0 or args.skip_silver:
+        return code
+    return _silver(data_root, args.date, args.scale, args.warmup_scale)
 
 
 def main(argv=None) -> int:
@@ -132,7 +194,10 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="event-time minutes published")
     ap.add_argument("--scale", type=float, default=0.5, help="session scale (1.0 = a real day)")
     ap.add_argument("--linger", type=float, default=6.0, help="seconds to stream before stop")
-    ap.add_argument("--keep", action="store_true", help="keep an existing bronze/ folder")
+    ap.add_argument("--keep", action="store_true", help="keep existing bronze/ and silver/")
+    ap.add_argument("--warmup_scale", type=float, default=0.1,
+                    help="scale of the three warm-up sessions backfilled for Silver")
+    ap.add_argument("--skip_silver", action="store_true", help="stop after Bronze")
     return asyncio.run(main_async(ap.parse_args(argv)))
 
 
