@@ -3,20 +3,37 @@
 Called by sinks after the data that holds the messages is durably written: a JetStream ack
 is a publish of ``+ACK`` to the message's reply subject, from any connection.  ``ack``
 returns once the server has received every ack (a flush round-trip).
+
+The acks of a shard go out as one write of their ``PUB`` commands instead of one
+``publish`` call each (a shard is 1000 acks; per-call overhead was ~2 us of the writer's
+time per event).  That uses nats-py's internal ``_send_command`` (nats-py is pinned in
+requirements.txt); without it, or for a token that is not a plain subject, ``ack`` falls
+back to ``publish`` per token.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from io_connectors import async_runtime
 from io_connectors.nats_settings import NatsSettings
 
 _ACK = b"+ACK"
+_NOT_PLAIN = re.compile(r"[^\x21-\x7e]")     # whitespace, control or non-ASCII
+
+
+def ack_commands(tokens: list[str]) -> bytes:
+    """The NATS protocol bytes that publish ``+ACK`` to each token, one ``PUB`` each."""
+    return b"".join([b"PUB %s 4\r\n+ACK\r\n" % t.encode() for t in tokens])
 
 
 async def _publish_acks(nc, tokens: list[str]) -> None:
-    for token in tokens:
-        await nc.publish(token, _ACK)
+    send = getattr(nc, "_send_command", None)
+    if send is not None and not nc.is_closed and not _NOT_PLAIN.search("".join(tokens)):
+        await send(ack_commands(tokens))
+    else:
+        for token in tokens:
+            await nc.publish(token, _ACK)
     await nc.flush()
 
 

@@ -109,3 +109,31 @@ def test_batch_coder_round_trips_and_estimates_without_encoding():
     assert coder.estimate_size(batch) == 4 + 50 * one
     assert abs(coder.estimate_size(batch) - len(coder.encode(batch))) < 0.1 * len(coder.encode(batch))
     assert coder == NatsBatchCoder() and coder.is_deterministic()
+
+
+def test_ack_acks_every_token_in_one_write(nats_server):
+    from io_connectors.nats_ack import ack, ack_commands
+
+    assert ack_commands(["$JS.ACK.a.1", "$JS.ACK.b.2"]) == \
+        b"PUB $JS.ACK.a.1 4\r\n+ACK\r\nPUB $JS.ACK.b.2 4\r\n+ACK\r\n"
+
+    async def fetch_tokens(n):
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        try:
+            await js.add_stream(api.StreamConfig(name="ACKS", subjects=["acks.test"]))
+            for i in range(n):
+                await js.publish("acks.test", b"%d" % i)
+            sub = await js.pull_subscribe("acks.test", "acker", stream="ACKS")
+            msgs = await sub.fetch(n, timeout=5)
+            return [m.reply for m in msgs]
+        finally:
+            await nc.close()
+
+    tokens = asyncio.run(fetch_tokens(1000))
+    assert len(tokens) == 1000 and consumer_state(nats_server.url, "ACKS", "acker") == (0, 1000)
+    settings = NatsSettings(url=nats_server.url)
+    assert ack(settings, tokens[:600] + [None, ""]) == 600
+    assert consumer_state(nats_server.url, "ACKS", "acker") == (0, 400)
+    assert ack(settings, tokens[600:]) == 400
+    assert consumer_state(nats_server.url, "ACKS", "acker") == (0, 0)
