@@ -132,7 +132,7 @@ class SilverFeatureBuilder:
         built = sorted(r["date"] for r in results if r["status"] == "built")
         failed = {r["date"]: f"{r['stage']}: {r['reason']}" for r in results
                   if r["status"] != "built"}
-        validation = self._write_version_files(m) if built or not built_before else None
+        validation = self._write_version_files(m) if built else None
         return {
             "version": m.version, "dates_built": built, "dates_skipped": skipped,
             "dates_failed": failed,
