@@ -28,7 +28,15 @@ from transforms.silver.stage_rth_filter import to_declared_table
 
 
 def _frame_table(df: pd.DataFrame, fixed_list: Optional[int] = None) -> pa.Table:
+    """A DataFrame as an Arrow table; tz-aware datetimes become timestamp[ns, UTC] (done
+    here because pyarrow's own conversion uses an accessor pandas 3.1 deprecates)."""
     df = df.copy()
+    stamps = {}
+    for name in list(df.columns):
+        if isinstance(df[name].dtype, pd.DatetimeTZDtype):
+            stamps[name] = pa.array(df[name].dt.tz_convert("UTC").astype("int64").to_numpy(),
+                                    pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            df[name] = 0
     vector = None
     if fixed_list is not None and "vector" in df:
         vector = pa.FixedSizeListArray.from_arrays(
@@ -36,6 +44,8 @@ def _frame_table(df: pd.DataFrame, fixed_list: Optional[int] = None) -> pa.Table
                      if len(df) else np.zeros(0, np.float32)), fixed_list)
         df = df.drop(columns=["vector"])
     table = pa.Table.from_pandas(df, preserve_index=False)
+    for name, arr in stamps.items():
+        table = table.set_column(table.schema.get_field_index(name), name, arr)
     if vector is not None:
         table = table.append_column("vector", vector)
     return table
