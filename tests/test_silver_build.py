@@ -144,11 +144,18 @@ def test_features_are_causal_over_the_whole_pipeline(lake, tmp_path):
     mbp = raw.mbp.copy()
     mbp.loc[mbp["ts_event_ns"] >= cut, "bid_sz_1"] += 500
     changed = run_stages(raw.replace(trades=trades, mbp=mbp), MANIFEST.stages)
+    # and with everything after the cut removed (no later data at all)
+    truncated = run_stages(raw.replace(trades=raw.trades[raw.trades["ts_event_ns"] < cut],
+                                       mbp=raw.mbp[raw.mbp["ts_event_ns"] < cut],
+                                       options=raw.options[raw.options["ts_event_ns"] < cut]),
+                           MANIFEST.stages)
     features = [c for c in MANIFEST.column_names() if c not in MANIFEST.label_columns]
     a = events[events["ts_ns"] < cut][features].reset_index(drop=True)
     b = changed.events[changed.events["ts_ns"] < cut][features].reset_index(drop=True)
     assert len(a) and len(a) == len(b)
     pd.testing.assert_frame_equal(a, b)
+    c = truncated.events[truncated.events["ts_ns"] < cut][features].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, c)
     # and the change is visible after the cut, so the comparison above is not vacuous
     after_a = day.events[day.events["ts_ns"] >= cut]
     after_b = changed.events[changed.events["ts_ns"] >= cut]

@@ -65,7 +65,9 @@ def test_load_bronze_windows_and_downsamples_the_book_and_renames():
                             "price": [5.0], "size": [1], "aggressor": [1],
                             "exp_date": [dt.date(2024, 12, 16)]})
     out = load_bronze(day_with(WINTER, trades=trades, mbp=book, options=options))
-    assert out.mbp["ts_ns"].tolist() == [base + 200_000_000, base + 300_000_000]
+    # last update of each 250 ms bucket, stamped at the bucket's end
+    assert out.mbp["ts_ns"].tolist() == [base + 250_000_000, base + 500_000_000]
+    assert out.mbp["bid_sz_1"].tolist() == [4, 5]          # the updates at +200 and +300 ms
     assert list(out.trades.columns) == ["ts_ns", "price", "size", "aggressor"]
     assert out.trades["ts_ns"].tolist() == [base, base + 5]          # sorted
     assert out.options["ts_ns"].tolist() == [base]
@@ -299,3 +301,24 @@ def test_a_failing_stage_becomes_a_day_failure_naming_it():
     assert isinstance(out, DayFailure) and out.stage == "bars_1m"
     assert "trades" in out.reason
     assert apply_stage("levels", out) is out                 # passes through untouched
+
+
+def test_book_sampling_is_causal():
+    """The sampled book visible at time t must not depend on updates after t (keeping a
+    bucket's last update at its own time did: a later update in the same bucket replaced
+    an earlier one that was visible at t)."""
+    base = at(WINTER, "10:00")
+    updates = [base, base + 300_000_000, base + 400_000_000, base + 900_000_000]
+    options = pd.DataFrame({c: [] for c in ("ts_event_ns", "strike", "right", "price",
+                                            "size", "aggressor", "exp_date")})
+    trades = pd.DataFrame({"ts_event_ns": [base], "price": [6000.0], "size": [1],
+                           "aggressor": [1]})
+    for t in (base + 350_000_000, base + 450_000_000, base + 950_000_000):
+        full = load_bronze(day_with(WINTER, trades=trades, mbp=_raw_book(updates),
+                                    options=options)).mbp
+        seen = [u for u in updates if u <= t]
+        cut = load_bronze(day_with(WINTER, trades=trades, mbp=_raw_book(seen),
+                                   options=options)).mbp
+        visible_full = full[full["ts_ns"] <= t].reset_index(drop=True)
+        visible_cut = cut[cut["ts_ns"] <= t].reset_index(drop=True)
+        pd.testing.assert_frame_equal(visible_full, visible_cut)

@@ -6,9 +6,12 @@ only, redelivery duplicates removed).  Out: the same day with
 
 - ``trades``: ``ts_ns, price, size, aggressor`` (sorted by time, stable);
 - ``mbp``: the book window ``[bronze.mbp_window_start, bronze.mbp_window_end)`` local time,
-  downsampled to the LAST update of each ``bronze.mbp_downsample_ms`` bucket, stamped with
-  that update's own ``ts_ns`` (not the bucket end: a snapshot is never dated before it
-  existed, nor after);
+  sampled every ``bronze.mbp_downsample_ms``: the LAST update of each bucket, stamped with
+  the bucket's END (``ts_ns`` = the instant at which that is the book).  This keeps the
+  sampling causal: whether a row exists, and what it holds, depends only on updates at or
+  before its stamp.  (Stamping the kept update with its own time is not causal: the
+  update kept for the bucket around an event depends on whether later updates in the same
+  bucket exist, which the Gold causality spot check caught.);
 - ``options``: ``ts_ns, strike, right, price, size, aggressor, exp_date``;
 - ``warmup``: ``ts_ns, price``.
 """
@@ -35,6 +38,14 @@ def _sorted(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out.sort_values("ts_ns", kind="stable").reset_index(drop=True)
 
 
+def sample_book(mbp: pd.DataFrame, bucket_ns: int) -> pd.DataFrame:
+    """The last update of each ``bucket_ns`` bucket, stamped at the bucket end."""
+    ts = mbp["ts_ns"].to_numpy(np.int64)
+    out = mbp.iloc[downsample_last(ts, bucket_ns)].reset_index(drop=True)
+    out["ts_ns"] = (out["ts_ns"].to_numpy(np.int64) // bucket_ns + 1) * bucket_ns
+    return out
+
+
 def downsample_last(ts: np.ndarray, bucket_ns: int) -> np.ndarray:
     """Indices of the last row of each ``bucket_ns`` bucket of sorted ``ts``."""
     if len(ts) == 0:
@@ -53,9 +64,7 @@ def load_bronze(day: SilverDay) -> SilverDay:
     hi = local_ns(day.date, day.param("bronze.mbp_window_end"), tz)
     ts = mbp["ts_ns"].to_numpy(np.int64)
     mbp = mbp[(ts >= lo) & (ts < hi)].reset_index(drop=True)
-    keep = downsample_last(mbp["ts_ns"].to_numpy(np.int64),
-                           int(day.param("bronze.mbp_downsample_ms")) * 1_000_000)
-    mbp = mbp.iloc[keep].reset_index(drop=True)
+    mbp = sample_book(mbp, int(day.param("bronze.mbp_downsample_ms")) * 1_000_000)
     options = _sorted(day.options, OPTION_COLUMNS)
     warmup = _sorted(day.warmup if day.warmup is not None else pd.DataFrame(),
                      ["ts_ns", "price"])
