@@ -27,7 +27,7 @@ from io_connectors.nats_streams import ConsumerSpec, consumer_spec
 from io_connectors.parquet_shards import WriteParquetShards
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     tune_gc_for_streaming)
-from pipelines.streaming_launcher import run_until_drained, summarize
+from pipelines.streaming_launcher import run_supervised, summarize
 from transforms.bronze_route import ParseMarketBatches
 from transforms.flush_policy import BatchedFlushPolicy
 from transforms.partitioning import shard_layout
@@ -53,6 +53,9 @@ class BronzeStreamOptions(PipelineOptions):
         parser.add_argument("--max_messages", type=int, default=None,
                             help="bounded: stop after this many messages")
         parser.add_argument("--run_id", default=None, help="names the drain control subject")
+        parser.add_argument("--max_restarts", type=int, default=5,
+                            help="restart a job that fails on its own (e.g. the runner "
+                                 "crashed) up to N times in 10 minutes (0: never)")
         parser.add_argument("--log_level", default="INFO")
 
 
@@ -89,6 +92,8 @@ class BronzeStreamConfig:
                              f"with a {max_events}-event flush: needs >= {2 * max_events}")
         if o.num_readers < 1:
             raise UsageError("--num_readers must be >= 1")
+        if o.max_restarts < 0:
+            raise UsageError("--max_restarts must be >= 0")
         return cls(nats=NatsSettings.resolve(o.nats_url), consumer=consumer,
                    storage=LakeStorage(resolve_data_root(o.data_root)),
                    max_events=max_events, max_seconds=max_seconds,
@@ -122,13 +127,17 @@ def main(argv=None) -> int:
         prepare_runner(options, streaming=True)
     except (UsageError, ConfigError) as exc:
         fail(str(exc))
-    p = beam.Pipeline(options=options)
-    build(p, cfg)
+    def make_pipeline():
+        p = beam.Pipeline(options=options)
+        build(p, cfg)
+        return p
+
     _LOG.info("bronze_stream: %s -> %s (consumer %s, flush %d events / %.1fs, drain subject %s)",
               cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
               cfg.max_seconds, cfg.control_subject)
     tune_gc_for_streaming()
-    code, result = run_until_drained(p, cfg.nats, cfg.control_subject, cfg.shutdown_timeout_s)
+    code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
+                                  cfg.shutdown_timeout_s, max_restarts=o.max_restarts)
     _LOG.info("bronze_stream finished (exit %d): %s", code, summarize(result))
     return code
 

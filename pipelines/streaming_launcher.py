@@ -9,11 +9,13 @@ written stay un-acked and JetStream redelivers them.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import signal
 import threading
 import time
+from typing import Callable, Optional
 
 from io_connectors import async_runtime, nats_source
 from io_connectors.nats_settings import NatsSettings
@@ -54,13 +56,18 @@ def _fetch_metrics(result) -> None:
 
 
 def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
-                      shutdown_timeout_s: float) -> tuple[int, object]:
-    """Runs ``pipeline``; returns (exit code, result)."""
+                      shutdown_timeout_s: float, status: Optional[dict] = None
+                      ) -> tuple[int, object]:
+    """Runs ``pipeline``; returns (exit code, result).  ``status`` (if given) receives
+    ``signalled`` (a drain was requested) and ``failed`` (the job failed on its own)."""
+    status = {} if status is None else status
+    status.update(signalled=False, failed=False)
     nats_source.reset_drain()
     signals: list[int] = []
 
     def on_signal(signum, _frame):
         signals.append(signum)
+        status["signalled"] = True
         if len(signals) == 1:
             _LOG.info("signal %d: draining (stop consuming, flush, ack)", signum)
 
@@ -106,6 +113,7 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
                 return 1, result
         if "error" in outcome:
             _LOG.error("pipeline failed: %s", outcome["error"])
+            status["failed"] = True
             return 1, result
         return 0, result
     finally:
@@ -114,3 +122,34 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
         prism.close()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
+                   control_subject: str, shutdown_timeout_s: float, max_restarts: int = 5,
+                   restart_window_s: float = 600.0, backoff_s: float = 1.0
+                   ) -> tuple[int, object]:
+    """``run_until_drained`` that restarts a job which FAILED ON ITS OWN (e.g. the runner
+    crashed), at most ``max_restarts`` times within ``restart_window_s``.  A drain
+    (signal) or a normal end is never restarted.  Safe because nothing is acked before it
+    is durably written: the restarted job resumes the durable consumer, and messages the
+    failed job had not acked are redelivered by JetStream once their ``ack_wait`` expires
+    (duplicates of rows written but not acked are dropped by the readers)."""
+    recent: collections.deque = collections.deque()
+    while True:
+        status: dict = {}
+        code, result = run_until_drained(make_pipeline(), settings, control_subject,
+                                         shutdown_timeout_s, status)
+        if code == 0 or status.get("signalled") or not status.get("failed"):
+            return code, result
+        now = time.monotonic()
+        while recent and now - recent[0] > restart_window_s:
+            recent.popleft()
+        if len(recent) >= max_restarts:
+            _LOG.error("pipeline failed %d times within %.0fs; giving up", len(recent) + 1,
+                       restart_window_s)
+            return code, result
+        recent.append(now)
+        _LOG.warning("pipeline failed on its own; restarting (%d/%d within %.0fs); messages "
+                     "it had not acked are redelivered after ack_wait", len(recent),
+                     max_restarts, restart_window_s)
+        time.sleep(backoff_s)

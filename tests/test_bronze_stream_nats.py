@@ -150,6 +150,49 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(nats_server, tmp_path):
     assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
 
 
+def _prism_children(pid: int) -> list[int]:
+    import subprocess as sp
+    out = sp.run(["pgrep", "-P", str(pid), "-f", "prism"], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
+    """Prism dying under the pipeline (it panicked once under load) must not stop the
+    service: the launcher restarts the job, and the events of the crashed run come back."""
+    data_root = str(tmp_path / "lake")
+    events = _mixed_events()
+    half = len(events) // 2
+    publish(nats_server.url, events[:half])
+    proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
+                          f"--data_root={data_root}", "--flush_max_seconds=1",
+                          "--ack_wait_s=12", log_path=str(tmp_path / "a.log"))
+    try:
+        wait_for(lambda: count_rows(data_root, "futures/trades") >= 1000, 120,
+                 interval=0.05, message="first shards")
+        first = wait_for(lambda: _prism_children(proc.pid), 10, message="the Prism child")
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(lambda: _prism_children(proc.pid) and _prism_children(proc.pid) != first, 60,
+                 message="a restarted Prism")
+        assert proc.poll() is None, "the launcher exited instead of restarting the job"
+        publish(nats_server.url, events[half:])
+
+        def unique_rows():
+            from io_connectors.bronze_reader import BronzeReader
+            r = BronzeReader(data_root)
+            n = len(r.read_futures_trades("ES", "2024-12-16", front_month_only=False))
+            n += len(r.read_futures_mbp10("ES", "2024-12-16", front_month_only=False))
+            n += len(r.read_option_trades("ES", "2024-12-16"))
+            return n == len(events)
+        wait_for(unique_rows, 120, interval=1.0, message="every event after the restart")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    finally:
+        kill_group(proc)
+    log = open(tmp_path / "a.log").read()
+    assert "restarting (1/5" in log
+    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
 def test_bronze_writer_api_start_stop(nats_server, tmp_path):
     import asyncio
     from io_connectors.nats_bus import NatsBus
