@@ -3,29 +3,22 @@ time since open, normalised distances, sparse transforms, prior touches and atte
 clustering across a 15-minute gap and a 0.10-point level change; causality."""
 from __future__ import annotations
 
-import datetime as dt
 import math
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, assert_group_dtypes, at, events_frame, group_names,
+)
 from transforms.silver.day import SilverDay
-from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
+from transforms.silver.session import NS_PER_MIN, NS_PER_S
 from transforms.silver.stage_approach import approach
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
-with open(MANIFEST, encoding="utf-8") as _fh:
-    PARAMS = yaml.safe_load(_fh)["parameters"]
-KINDS = PARAMS["levels"]["kind_codes"]
-O = local_ns(DATE, "09:30")                      # RTH open, 14:30 UTC (EST)
-GROUP = load_manifest(MANIFEST).group("approach")
-COLS = [c.name for c in GROUP.columns]
+O = at(DATE, "09:30")                            # RTH open, 14:30 UTC (EST)
+COLS = group_names("approach")
 
 
 def m(minutes: float, seconds: int = 0) -> int:
@@ -33,29 +26,18 @@ def m(minutes: float, seconds: int = 0) -> int:
     return O + int(minutes * NS_PER_MIN) + seconds * NS_PER_S
 
 
+# optional per-event inputs of this stage: row key -> events column
+INPUTS = {"buy": "tape_buy_vol", "sell": "tape_sell_vol", "depth": "barrier_depth_end",
+          "gex_a": "gex_above_3strike", "gex_b": "gex_below_3strike"}
+
+
 def events(rows):
     """rows: dicts with ts, kind, level, entry and optional atr, buy, sell, depth, gex_a, gex_b."""
-    out = []
-    for r in rows:
-        ts, kind, level, entry = r["ts"], r["kind"], float(r["level"]), float(r["entry"])
-        d = "UP" if entry < level else "DOWN"
-        out.append({
-            "event_id": f"{DATE}_{kind}_{int(level * 100)}_{ts}_{d}", "ts_ns": ts,
-            "timestamp": pd.Timestamp(ts, tz="UTC"), "level_price": level,
-            "level_kind": np.int8(KINDS[kind]), "level_kind_name": kind, "direction": d,
-            "entry_price": entry, "zone_width": 5.0, "date": dt.date.fromisoformat(DATE),
-            "atr": float(r.get("atr", 2.0)), "bar_ns": ts - ts % NS_PER_MIN,
-            "tape_buy_vol": float(r.get("buy", 0.0)), "tape_sell_vol": float(r.get("sell", 0.0)),
-            "barrier_depth_end": float(r.get("depth", 0.0)),
-            "gex_above_3strike": float(r.get("gex_a", 0.0)),
-            "gex_below_3strike": float(r.get("gex_b", 0.0)),
-        })
-    cols = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind", "level_kind_name",
-            "direction", "entry_price", "zone_width", "date", "atr", "bar_ns", "tape_buy_vol",
-            "tape_sell_vol", "barrier_depth_end", "gex_above_3strike", "gex_below_3strike"]
-    return pd.DataFrame(out, columns=cols).astype(
-        {"ts_ns": "int64", "bar_ns": "int64", "level_kind": "int8", "level_price": float,
-         "entry_price": float, "atr": float})
+    return events_frame(DATE, [
+        {"ts_ns": r["ts"], "kind": r["kind"], "level_price": r["level"],
+         "entry_price": r["entry"], "direction": "UP" if r["entry"] < r["level"] else "DOWN",
+         "atr": r.get("atr", 2.0), **{col: r[key] for key, col in INPUTS.items() if key in r}}
+        for r in rows], extra={col: 0.0 for col in INPUTS.values()})
 
 
 def trades(rows):
@@ -97,10 +79,7 @@ APPROACH_EVENTS = [
 def test_columns_and_dtypes_match_the_manifest():
     day = make_day(APPROACH_EVENTS, TRADES, BARS)
     out = approach(day).events
-    added = [c for c in out.columns if c not in day.events.columns]
-    assert added == COLS
-    for c in GROUP.columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_adds_group_columns(day.events, out, "approach")
 
 
 def test_hand_computed_approach_and_session_clock():
@@ -218,8 +197,7 @@ def test_trades_and_bars_are_causal():
 def test_empty_events():
     out = approach(make_day([], TRADES, BARS)).events
     assert len(out) == 0
-    for c in GROUP.columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_group_dtypes(out, "approach")
 
 
 def test_missing_bars_is_reported():

@@ -1,49 +1,26 @@
 """Stage 9 (barrier_evolution): top-5 defending-side depth as of t and t - W, causality."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, book_frame, events_frame, group_names,
+)
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
 from transforms.silver.stage_barrier_evolution import barrier_evolution, top_depth
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
 T = local_ns(DATE, "10:30")
 M = NS_PER_MIN
 S = NS_PER_S
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    with open(MANIFEST, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-@pytest.fixture(scope="module")
-def params(manifest):
-    return manifest["parameters"]
-
-
-def events_frame(rows):
+def sma_200_events(rows):
     """rows: (ts_ns, direction)."""
-    ts = np.array([r[0] for r in rows], dtype=np.int64)
-    n = len(ts)
-    return pd.DataFrame({
-        "event_id": [f"{DATE}_SMA_200_500000_{t}_{d}" for t, d in rows],
-        "ts_ns": ts, "timestamp": pd.to_datetime(ts, utc=True),
-        "level_price": np.full(n, 5000.0), "level_kind": np.full(n, 6, dtype=np.int8),
-        "level_kind_name": ["SMA_200"] * n, "direction": [r[1] for r in rows],
-        "entry_price": np.full(n, 5000.0), "zone_width": np.full(n, 5.0),
-        "date": [pd.Timestamp(DATE).date()] * n, "atr": np.full(n, 2.0),
-        "bar_ns": ts - ts % M,
-    })
+    return events_frame(DATE, [{"ts_ns": t, "kind": "SMA_200", "direction": d} for t, d in rows])
 
 
 def snapshot(ts, ask_top5, bid_top5, deep=999.0):
@@ -58,16 +35,6 @@ def snapshot(ts, ask_top5, bid_top5, deep=999.0):
     return row
 
 
-def book_frame(rows):
-    cols = ["ts_ns"] + [f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("px", "sz")
-                        for i in range(1, 11)]
-    if not rows:
-        return pd.DataFrame({c: np.array([], dtype=np.int64 if c == "ts_ns" else float)
-                             for c in cols})
-    df = pd.DataFrame(rows)[cols].astype({"ts_ns": np.int64})
-    return df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
-
-
 def sample_book():
     return book_frame([
         snapshot(T - 6 * M, ask_top5=50, bid_top5=200),       # A
@@ -77,8 +44,8 @@ def sample_book():
     ])
 
 
-def run(params, rows, mbp):
-    return barrier_evolution(SilverDay(date=DATE, params=params, events=events_frame(rows),
+def run(rows, mbp):
+    return barrier_evolution(SilverDay(date=DATE, params=PARAMS, events=sma_200_events(rows),
                                        mbp=mbp)).events
 
 
@@ -90,8 +57,8 @@ def test_top_depth_sums_the_first_n_levels_of_real_prices():
     assert top_depth(book, "bid", 6).tolist() == [60.0 + 999.0]
 
 
-def test_up_event_reads_the_asks(params):
-    row = run(params, [(T, "UP")], sample_book()).iloc[0]
+def test_up_event_reads_the_asks():
+    row = run([(T, "UP")], sample_book()).iloc[0]
     # depth(t) = C = 100; depth(t-1m) = B = 80; depth(t-3m) = depth(t-5m) = A = 50
     assert row.depth_current == 100.0
     assert (row.depth_change_1min, row.depth_pct_change_1min) == (20.0, 0.25)
@@ -99,57 +66,52 @@ def test_up_event_reads_the_asks(params):
     assert (row.depth_change_5min, row.depth_pct_change_5min) == (50.0, 1.0)
 
 
-def test_down_event_reads_the_bids(params):
-    row = run(params, [(T, "DOWN")], sample_book()).iloc[0]
+def test_down_event_reads_the_bids():
+    row = run([(T, "DOWN")], sample_book()).iloc[0]
     assert row.depth_current == 50.0
     assert (row.depth_change_1min, row.depth_pct_change_1min) == (-50.0, -0.5)
     assert (row.depth_change_3min, row.depth_pct_change_3min) == (-150.0, -0.75)
     assert (row.depth_change_5min, row.depth_pct_change_5min) == (-150.0, -0.75)
 
 
-def test_snapshot_exactly_at_the_lookback_point_is_used(params):
+def test_snapshot_exactly_at_the_lookback_point_is_used():
     book = book_frame([snapshot(T - 2 * M, 10, 10), snapshot(T - M, 40, 40),
                        snapshot(T, 60, 60)])
-    row = run(params, [(T, "UP")], book).iloc[0]
+    row = run([(T, "UP")], book).iloc[0]
     assert row.depth_current == 60.0               # the snapshot at exactly t counts
     assert row.depth_change_1min == 20.0           # ... and the one at exactly t - 1 min
     assert row.depth_pct_change_1min == pytest.approx(0.5)
 
 
-def test_before_the_first_snapshot_depth_is_zero(params):
-    row = run(params, [(T - 4 * M, "UP")], sample_book()).iloc[0]
+def test_before_the_first_snapshot_depth_is_zero():
+    row = run([(T - 4 * M, "UP")], sample_book()).iloc[0]
     # depth(t) = depth(t-1m) = A = 50; t-3m and t-5m precede A -> depth 0 -> pct 0.0
     assert row.depth_current == 50.0
     assert (row.depth_change_1min, row.depth_pct_change_1min) == (0.0, 0.0)
     assert (row.depth_change_3min, row.depth_pct_change_3min) == (50.0, 0.0)
     assert (row.depth_change_5min, row.depth_pct_change_5min) == (50.0, 0.0)
-    none = run(params, [(T, "DOWN")], book_frame([])).iloc[0]
+    none = run([(T, "DOWN")], book_frame([])).iloc[0]
     assert none.filter(like="depth").tolist() == [0.0] * 7
 
 
-def test_adds_exactly_the_manifest_columns(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "barrier_evolution")
-    events = events_frame([(T, "UP"), (T, "DOWN")])
-    day = SilverDay(date=DATE, params=params, events=events, mbp=sample_book())
+def test_adds_exactly_the_manifest_columns():
+    events = sma_200_events([(T, "UP"), (T, "DOWN")])
+    day = SilverDay(date=DATE, params=PARAMS, events=events, mbp=sample_book())
     out = barrier_evolution(day).events
-    assert [c for c in out.columns if c not in events.columns] == \
-        [c["name"] for c in group["columns"]]
-    for col in group["columns"]:
-        assert out[col["name"]].dtype == np.dtype(col["dtype"])
-        assert not out[col["name"]].isna().any()
+    assert_adds_group_columns(events, out, "barrier_evolution", no_missing=True)
     pd.testing.assert_frame_equal(day.events, events)       # input not mutated
 
 
-def test_empty_events_get_the_columns(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "barrier_evolution")
-    out = run(params, [], sample_book())
+def test_empty_events_get_the_columns():
+    names = group_names("barrier_evolution")
+    out = run([], sample_book())
     assert len(out) == 0
-    assert list(out.columns[-len(group["columns"]):]) == [c["name"] for c in group["columns"]]
+    assert list(out.columns[-len(names):]) == names
 
 
-def test_unknown_direction_is_rejected(params):
+def test_unknown_direction_is_rejected():
     with pytest.raises(ValueError, match="direction"):
-        run(params, [(T, "SIDEWAYS")], sample_book())
+        run([(T, "SIDEWAYS")], sample_book())
 
 
 def random_book(seed=5):
@@ -160,28 +122,28 @@ def random_book(seed=5):
                            rng.integers(5, 500, len(times)))])
 
 
-def test_causality_data_after_the_event_is_never_read(params):
+def test_causality_data_after_the_event_is_never_read():
     mbp = random_book()
     rows = [(T - 3 * M + 123, "UP"), (T, "DOWN"), (T + 7 * M + S // 8, "UP")]
-    base = run(params, rows, mbp)
+    base = run(rows, mbp)
     sizes = [c for c in mbp.columns if "_sz_" in c]
     for t, _ in rows:
         later = mbp.copy()
         later.loc[later.ts_ns > t, sizes] *= 3
         later = pd.concat([later, book_frame([snapshot(t + 1, 1e6, 1e6)])]) \
             .sort_values("ts_ns", kind="stable").reset_index(drop=True)
-        out = run(params, rows, later)
-        mine = events_frame(rows)["ts_ns"].to_numpy() <= t
+        out = run(rows, later)
+        mine = sma_200_events(rows)["ts_ns"].to_numpy() <= t
         pd.testing.assert_frame_equal(out[mine], base[mine])
 
 
 @pytest.mark.parametrize("direction,side", [("UP", "ask"), ("DOWN", "bid")])
-def test_causality_data_before_the_event_is_read(params, direction, side):
+def test_causality_data_before_the_event_is_read(direction, side):
     mbp = random_book()
-    base = run(params, [(T, direction)], mbp).iloc[0]
+    base = run([(T, direction)], mbp).iloc[0]
     earlier = mbp.copy()
     earlier.loc[earlier.ts_ns <= T, f"{side}_sz_1"] += np.arange((earlier.ts_ns <= T).sum())
-    changed = run(params, [(T, direction)], earlier).iloc[0]
+    changed = run([(T, direction)], earlier).iloc[0]
     for col in ("depth_current", "depth_change_1min", "depth_change_3min",
                 "depth_change_5min"):
         assert changed[col] != base[col], col

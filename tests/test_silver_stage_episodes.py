@@ -4,64 +4,28 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import KINDS, MANIFEST, PARAMS, clock, declared_events_frame
 from transforms.silver.day import SilverDay
-from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
+from transforms.silver.session import NS_PER_MIN, NS_PER_S
 from transforms.silver.stage_episodes import (
     EPISODE_SCHEMA, OUTPUT_COLUMNS, block_slices, dct_ii_matrix, episodes, vector_names,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = load_manifest(os.path.join(ROOT, "configs", "features", "v3.1.0.yaml"))
-PARAMS = MANIFEST.parameters
-KINDS = PARAMS["levels"]["kind_codes"]
 DATE = "2024-07-15"
 A1 = float(np.arcsinh(1.0))
-
-
-def t(hhmm: str, seconds: float = 0.0) -> int:
-    return local_ns(DATE, hhmm) + int(seconds * NS_PER_S)
-
-
-def _default(dtype: str):
-    return {"string": "NEUTRAL", "bool": False, "int8": 0, "int16": 0, "int32": 0,
-            "int64": 0, "float32": 0.0, "float64": 0.0}[dtype]
+t = clock(DATE)                      # t("10:00", 30): UTC ns of 10:00:30 New York time
 
 
 def make_events(rows) -> pd.DataFrame:
-    """Events with every manifest column (zeros / NEUTRAL by default) plus ``rows`` overrides."""
-    data = {}
-    for name, dtype in MANIFEST.columns():
-        vals = []
-        for r in rows:
-            kind = r.get("kind", "OR_HIGH")
-            ts, level, direction = r["ts_ns"], r.get("level_price", 5000.0), r.get("direction", "UP")
-            ident = {
-                "event_id": f"{DATE}_{KINDS[kind]}_{int(level * 100)}_{ts}_{direction}",
-                "ts_ns": ts, "timestamp": ts,
-                "level_price": level, "level_kind": KINDS[kind], "level_kind_name": kind,
-                "direction": direction, "entry_price": r.get("entry_price", level),
-                "zone_width": 5.0, "date": dt.date.fromisoformat(DATE), "attempt_index": 1,
-                "outcome": "CHOP", "outcome_2min": "CHOP", "outcome_8min": "CHOP",
-            }
-            vals.append(r[name] if name in r else
-                        ident[name] if name in ident else _default(dtype))
-        np_dtype = {"int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
-                    "float32": "float32", "float64": "float64", "bool": "bool"}.get(dtype)
-        if dtype == "timestamp[ns, UTC]":
-            data[name] = pd.to_datetime(pd.Series(vals, dtype="int64"), unit="ns", utc=True)
-        elif np_dtype:
-            data[name] = pd.Series(vals, dtype=np_dtype)
-        else:
-            data[name] = pd.Series(vals, dtype=object)
-    return pd.DataFrame(data).sort_values("ts_ns", kind="stable").reset_index(drop=True)
+    """Events with every manifest column (zeros / NEUTRAL by default, attempt_index 1) plus
+    ``rows`` overrides."""
+    return declared_events_frame(DATE, rows, defaults={"attempt_index": 1})
 
 
 def make_bars(start="09:00", minutes=120, seed=3, **const) -> pd.DataFrame:

@@ -2,43 +2,28 @@
 residual; the stage only combines earlier (already causal) event columns."""
 from __future__ import annotations
 
-import datetime as dt
-import os
-
 import numpy as np
 import pandas as pd
-import yaml
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, assert_group_dtypes, events_frame,
+)
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN, local_ns
 from transforms.silver.stage_force_mass import force_mass
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
-with open(MANIFEST, encoding="utf-8") as _fh:
-    PARAMS = yaml.safe_load(_fh)["parameters"]
 INPUTS = ["ofi_60s", "tape_imbalance", "tape_buy_vol", "tape_sell_vol", "barrier_depth_end",
           "acceleration_1min"]
 
 
 def events(rows):
     """rows: (ofi_60s, tape_imbalance, tape_buy_vol, tape_sell_vol, barrier_depth_end,
-    acceleration_1min)."""
-    out = []
-    for i, values in enumerate(rows):
-        ts = local_ns(DATE, "10:00") + i * NS_PER_MIN
-        out.append({
-            "event_id": f"{DATE}_OR_HIGH_500000_{ts}_UP", "ts_ns": ts,
-            "timestamp": pd.Timestamp(ts, tz="UTC"), "level_price": 5000.0,
-            "level_kind": np.int8(2), "level_kind_name": "OR_HIGH", "direction": "UP",
-            "entry_price": 4999.0, "zone_width": 5.0, "date": dt.date.fromisoformat(DATE),
-            "atr": 2.0, "bar_ns": ts, **dict(zip(INPUTS, map(float, values))),
-        })
-    cols = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind", "level_kind_name",
-            "direction", "entry_price", "zone_width", "date", "atr", "bar_ns"] + INPUTS
-    return pd.DataFrame(out, columns=cols).astype({c: float for c in INPUTS})
+    acceleration_1min); one OR_HIGH event a minute from 10:00."""
+    ts0 = local_ns(DATE, "10:00")
+    return events_frame(DATE, [{"ts_ns": ts0 + i * NS_PER_MIN, "entry_price": 4999.0,
+                                **dict(zip(INPUTS, values))} for i, values in enumerate(rows)],
+                        extra=dict.fromkeys(INPUTS, np.nan))     # every row sets all six
 
 
 def make_day(rows):
@@ -57,11 +42,7 @@ ROWS = [
 def test_columns_and_dtypes_match_the_manifest():
     day = make_day(ROWS)
     out = force_mass(day).events
-    group = load_manifest(MANIFEST).group("force_mass")
-    added = [c for c in out.columns if c not in day.events.columns]
-    assert added == [c.name for c in group.columns]
-    for c in group.columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_adds_group_columns(day.events, out, "force_mass")
 
 
 def test_hand_computed_values():
@@ -86,5 +67,4 @@ def test_row_wise_only_other_events_do_not_matter():
 def test_empty_events():
     out = force_mass(make_day([])).events
     assert len(out) == 0
-    for c in load_manifest(MANIFEST).group("force_mass").columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_group_dtypes(out, "force_mass")

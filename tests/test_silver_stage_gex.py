@@ -2,56 +2,26 @@
 call/put split, asymmetry, ratio with a zero denominator, empty options, causality."""
 from __future__ import annotations
 
-import datetime as dt
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, assert_group_dtypes, clock, events_frame, group_names,
+    option_greeks_frame,
+)
 from transforms.silver.day import SilverDay
-from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
+from transforms.silver.session import NS_PER_MIN
 from transforms.silver.stage_gex import gex
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
-with open(MANIFEST, encoding="utf-8") as _fh:
-    PARAMS = yaml.safe_load(_fh)["parameters"]
-KINDS = PARAMS["levels"]["kind_codes"]
-
-
-def at(hhmm: str, seconds: int = 0) -> int:
-    return local_ns(DATE, hhmm) + seconds * NS_PER_S
+at = clock(DATE)                     # at("09:35"): UTC ns of 09:35 New York time
 
 
 def events(rows):
     """rows: (ts_ns, level_price); kind/entry are irrelevant to this stage."""
-    out = []
-    for ts, level in rows:
-        out.append({
-            "event_id": f"{DATE}_OR_HIGH_{int(level * 100)}_{ts}_UP", "ts_ns": ts,
-            "timestamp": pd.Timestamp(ts, tz="UTC"), "level_price": float(level),
-            "level_kind": np.int8(KINDS["OR_HIGH"]), "level_kind_name": "OR_HIGH",
-            "direction": "UP", "entry_price": float(level) - 1.0, "zone_width": 5.0,
-            "date": dt.date.fromisoformat(DATE), "atr": 2.0, "bar_ns": ts - ts % NS_PER_MIN,
-        })
-    cols = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind", "level_kind_name",
-            "direction", "entry_price", "zone_width", "date", "atr", "bar_ns"]
-    return pd.DataFrame(out, columns=cols).astype(
-        {"ts_ns": "int64", "bar_ns": "int64", "level_price": float})
-
-
-def greeks(rows):
-    """rows: (ts_ns, strike, right, dealer_gamma)."""
-    frame = pd.DataFrame(rows, columns=["ts_ns", "strike", "right", "dealer_gamma"])
-    frame = frame.astype({"ts_ns": "int64", "strike": float, "dealer_gamma": float})
-    frame["size"] = 1
-    frame["aggressor"] = 1
-    frame["gamma"] = 0.01
-    return frame.sort_values("ts_ns", kind="mergesort").reset_index(drop=True)
+    return events_frame(DATE, [{"ts_ns": ts, "level_price": level, "entry_price": level - 1.0}
+                               for ts, level in rows])
 
 
 T1 = at("10:00")           # event 1 (level 5000)
@@ -73,17 +43,13 @@ OPTIONS = [
 
 def make_day(ev_rows=((T1, 5000.0), (T2, 5030.0), (T2, 4970.0)), opt_rows=OPTIONS):
     return SilverDay(date=DATE, params=PARAMS, events=events(list(ev_rows)),
-                     option_greeks=greeks(list(opt_rows)))
+                     option_greeks=option_greeks_frame(list(opt_rows)))
 
 
 def test_columns_and_dtypes_match_the_manifest():
     day = make_day()
     out = gex(day).events
-    group = load_manifest(MANIFEST).group("gex")
-    added = [c for c in out.columns if c not in day.events.columns]
-    assert added == [c.name for c in group.columns]
-    for c in group.columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_adds_group_columns(day.events, out, "gex")
 
 
 def test_hand_computed_bands_split_asymmetry_ratio():
@@ -121,7 +87,7 @@ def test_non_integer_level_uses_half_open_bands():
 
 def test_causal_later_option_trades_ignored_earlier_ones_count():
     base = gex(make_day()).events
-    cols = [c.name for c in load_manifest(MANIFEST).group("gex").columns]
+    cols = group_names("gex")
     # Change and add trades AFTER event 1: event 1 unchanged.
     later = OPTIONS[:-1] + [(T1 + 1, 5005.0, "P", -99999.0), (T1 + NS_PER_MIN, 4995.0, "C", 5.0)]
     changed = gex(make_day(opt_rows=later)).events
@@ -138,15 +104,14 @@ def test_empty_option_greeks_gives_zeros():
     day = SilverDay(date=DATE, params=PARAMS, events=events([(T1, 5000.0)]),
                     option_greeks=pd.DataFrame(columns=["ts_ns", "strike", "right", "dealer_gamma"]))
     out = gex(day).events
-    cols = [c.name for c in load_manifest(MANIFEST).group("gex").columns]
+    cols = group_names("gex")
     assert (out[cols] == 0.0).all().all()
 
 
 def test_empty_events():
     out = gex(make_day(ev_rows=[])).events
     assert len(out) == 0
-    for c in load_manifest(MANIFEST).group("gex").columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_group_dtypes(out, "gex")
 
 
 def test_missing_option_greeks_is_reported():

@@ -2,49 +2,27 @@
 inclusive band edges, own-kind exclusion, NaN for levels not existing yet, causality."""
 from __future__ import annotations
 
-import datetime as dt
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, assert_group_dtypes, clock, events_frame,
+)
 from transforms.silver.day import SilverDay
-from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
 from transforms.silver.stage_level_distances import level_distances
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
-with open(MANIFEST, encoding="utf-8") as _fh:
-    PARAMS = yaml.safe_load(_fh)["parameters"]
-KINDS = PARAMS["levels"]["kind_codes"]
 NAN = np.nan
-
-
-def at(hhmm: str, seconds: int = 0) -> int:
-    return local_ns(DATE, hhmm) + seconds * NS_PER_S
+at = clock(DATE)                     # at("09:44", 20): UTC ns of 09:44:20 New York time
 
 
 def events(rows):
     """Identity + context columns from (ts_ns, kind_name, level_price, entry_price, atr)."""
-    out = []
-    for ts, kind, level, entry, atr in rows:
-        d = "UP" if entry < level else "DOWN"
-        out.append({
-            "event_id": f"{DATE}_{kind}_{int(level * 100)}_{ts}_{d}", "ts_ns": ts,
-            "timestamp": pd.Timestamp(ts, tz="UTC"), "level_price": float(level),
-            "level_kind": np.int8(KINDS[kind]), "level_kind_name": kind, "direction": d,
-            "entry_price": float(entry), "zone_width": 5.0, "date": dt.date.fromisoformat(DATE),
-            "atr": float(atr), "bar_ns": ts - ts % NS_PER_MIN,
-        })
-    cols = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind", "level_kind_name",
-            "direction", "entry_price", "zone_width", "date", "atr", "bar_ns"]
-    frame = pd.DataFrame(out, columns=cols)
-    return frame.astype({"ts_ns": "int64", "bar_ns": "int64", "level_kind": "int8",
-                         "level_price": float, "entry_price": float, "atr": float})
+    return events_frame(DATE, [
+        {"ts_ns": ts, "kind": kind, "level_price": level, "entry_price": entry, "atr": atr,
+         "direction": "UP" if entry < level else "DOWN"}
+        for ts, kind, level, entry, atr in rows])
 
 
 def levels(rows):
@@ -73,11 +51,7 @@ def make_day(ev_rows=EVENTS, lv_rows=LEVELS):
 def test_columns_and_dtypes_match_the_manifest():
     day = make_day()
     out = level_distances(day).events
-    group = load_manifest(MANIFEST).group("level_distances")
-    added = [c for c in out.columns if c not in day.events.columns]
-    assert added == [c.name for c in group.columns]
-    for c in group.columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_adds_group_columns(day.events, out, "level_distances")
 
 
 def test_hand_computed_distances_and_stacking():
@@ -148,8 +122,7 @@ def test_empty_events():
     day = make_day(ev_rows=[])
     out = level_distances(day).events
     assert len(out) == 0
-    for c in load_manifest(MANIFEST).group("level_distances").columns:
-        assert out[c.name].dtype == np.dtype(c.dtype), c.name
+    assert_group_dtypes(out, "level_distances")
 
 
 def test_missing_levels_frame_is_reported():

@@ -1,65 +1,40 @@
 """Stage 8 (order_flow): true OFI from best bid/ask changes, window sums, causality."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, book_frame, events_frame, group_names,
+)
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_S, local_ns
 from transforms.silver.stage_order_flow import ofi_contributions, order_flow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
 T = local_ns(DATE, "10:00")
 S = NS_PER_S
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    with open(MANIFEST, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+def pm_low_events(times, direction="UP"):
+    return events_frame(DATE, [{"ts_ns": t, "kind": "PM_LOW", "direction": direction}
+                               for t in times])
 
 
-@pytest.fixture(scope="module")
-def params(manifest):
-    return manifest["parameters"]
-
-
-def events_frame(times, direction="UP"):
-    ts = np.array(times, dtype=np.int64)
-    n = len(ts)
-    return pd.DataFrame({
-        "event_id": [f"{DATE}_PM_LOW_500000_{t}_{direction}" for t in ts],
-        "ts_ns": ts, "timestamp": pd.to_datetime(ts, utc=True),
-        "level_price": np.full(n, 5000.0), "level_kind": np.ones(n, dtype=np.int8),
-        "level_kind_name": ["PM_LOW"] * n, "direction": [direction] * n,
-        "entry_price": np.full(n, 5000.0), "zone_width": np.full(n, 5.0),
-        "date": [pd.Timestamp(DATE).date()] * n, "atr": np.full(n, 2.0),
-        "bar_ns": ts - ts % (60 * S),
-    })
-
-
-def book_frame(rows):
+def top_of_book(rows):
     """rows: (ts_ns, bid_px_1, bid_sz_1, ask_px_1, ask_sz_1); deeper levels filled with noise
     that OFI must not read."""
-    cols = ["ts_ns"] + [f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("px", "sz")
-                        for i in range(1, 11)]
-    data = {c: np.zeros(len(rows)) for c in cols[1:]}
-    for j, (_, b, bs, a, as_) in enumerate(rows):
-        data["bid_px_1"][j], data["bid_sz_1"][j], data["ask_px_1"][j], data["ask_sz_1"][j] = \
-            b, bs, a, as_
+    snapshots = []
+    for j, (ts, b, bs, a, as_) in enumerate(rows):
+        snap = {"ts_ns": ts, "bid_px_1": b, "bid_sz_1": bs, "ask_px_1": a, "ask_sz_1": as_}
         for i in range(2, 11):
-            data[f"bid_px_{i}"][j] = b - 0.25 * (i - 1) if b else 0.0
-            data[f"ask_px_{i}"][j] = a + 0.25 * (i - 1) if a else 0.0
-            data[f"bid_sz_{i}"][j] = 100.0 * i + j
-            data[f"ask_sz_{i}"][j] = 50.0 * i + 2 * j
-    df = pd.DataFrame({"ts_ns": np.array([r[0] for r in rows], dtype=np.int64), **data})
-    return df[cols]
+            snap[f"bid_px_{i}"] = b - 0.25 * (i - 1) if b else 0.0
+            snap[f"ask_px_{i}"] = a + 0.25 * (i - 1) if a else 0.0
+            snap[f"bid_sz_{i}"] = 100.0 * i + j
+            snap[f"ask_sz_{i}"] = 50.0 * i + 2 * j
+        snapshots.append(snap)
+    return book_frame(snapshots)
 
 
 # (offset from T in s, bid, bid size, ask, ask size) and the hand-computed e_n
@@ -75,11 +50,11 @@ SEQUENCE = [
 
 
 def sequence_book():
-    return book_frame([(T + off * S, b, bs, a, as_) for off, b, bs, a, as_ in SEQUENCE])
+    return top_of_book([(T + off * S, b, bs, a, as_) for off, b, bs, a, as_ in SEQUENCE])
 
 
-def run(params, times, mbp, direction="UP"):
-    return order_flow(SilverDay(date=DATE, params=params, events=events_frame(times, direction),
+def run(times, mbp, direction="UP"):
+    return order_flow(SilverDay(date=DATE, params=PARAMS, events=pm_low_events(times, direction),
                                 mbp=mbp)).events
 
 
@@ -90,12 +65,12 @@ def test_contributions_of_a_known_sequence():
 
 
 def test_contributions_of_tiny_books():
-    assert ofi_contributions(book_frame([])).tolist() == []
-    assert ofi_contributions(book_frame([(T, 100.0, 5, 100.25, 5)])).tolist() == [0.0]
+    assert ofi_contributions(top_of_book([])).tolist() == []
+    assert ofi_contributions(top_of_book([(T, 100.0, 5, 100.25, 5)])).tolist() == [0.0]
 
 
-def test_window_sums_and_acceleration(params):
-    row = run(params, [T], sequence_book()).iloc[0]
+def test_window_sums_and_acceleration():
+    row = run([T], sequence_book()).iloc[0]
     assert row.ofi_30s == 5.0            # (t-30 s, t]: the -30 s snapshot is outside
     assert row.ofi_60s == -9.0 - 3.0 + 5.0
     assert row.ofi_120s == 8.0 - 7.0
@@ -103,39 +78,34 @@ def test_window_sums_and_acceleration(params):
     assert row.ofi_acceleration == pytest.approx((5.0 / 30) / (1.0 / 300))   # 50
 
 
-def test_snapshot_exactly_at_t_counts_and_direction_is_irrelevant(params):
-    up = run(params, [T - 10 * S], sequence_book()).iloc[0]
-    down = run(params, [T - 10 * S], sequence_book(), "DOWN").iloc[0]
+def test_snapshot_exactly_at_t_counts_and_direction_is_irrelevant():
+    up = run([T - 10 * S], sequence_book()).iloc[0]
+    down = run([T - 10 * S], sequence_book(), "DOWN").iloc[0]
     assert up.ofi_30s == 5.0 - 3.0       # (t-40 s, t-10 s]: snapshots at -30 s and -10 s
     pd.testing.assert_series_equal(up.filter(like="ofi"), down.filter(like="ofi"))
 
 
-def test_zero_long_window_gives_zero_acceleration(params):
-    flat = book_frame([(T - k * S, 100.0, 5, 100.25, 5) for k in range(20, -1, -1)])
-    row = run(params, [T], flat).iloc[0]
+def test_zero_long_window_gives_zero_acceleration():
+    flat = top_of_book([(T - k * S, 100.0, 5, 100.25, 5) for k in range(20, -1, -1)])
+    row = run([T], flat).iloc[0]
     assert (row.ofi_30s, row.ofi_300s, row.ofi_acceleration) == (0.0, 0.0, 0.0)
-    none = run(params, [T], book_frame([])).iloc[0]
+    none = run([T], top_of_book([])).iloc[0]
     assert none.filter(like="ofi").tolist() == [0.0] * 5
 
 
-def test_adds_exactly_the_manifest_columns(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "order_flow")
-    events = events_frame([T, T + 60 * S])
-    day = SilverDay(date=DATE, params=params, events=events, mbp=sequence_book())
+def test_adds_exactly_the_manifest_columns():
+    events = pm_low_events([T, T + 60 * S])
+    day = SilverDay(date=DATE, params=PARAMS, events=events, mbp=sequence_book())
     out = order_flow(day).events
-    assert [c for c in out.columns if c not in events.columns] == \
-        [c["name"] for c in group["columns"]]
-    for col in group["columns"]:
-        assert out[col["name"]].dtype == np.dtype(col["dtype"])
-        assert not out[col["name"]].isna().any()
+    assert_adds_group_columns(events, out, "order_flow", no_missing=True)
     pd.testing.assert_frame_equal(day.events, events)       # input not mutated
 
 
-def test_empty_events_get_the_columns(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "order_flow")
-    out = run(params, [], sequence_book())
+def test_empty_events_get_the_columns():
+    names = group_names("order_flow")
+    out = run([], sequence_book())
     assert len(out) == 0
-    assert list(out.columns[-len(group["columns"]):]) == [c["name"] for c in group["columns"]]
+    assert list(out.columns[-len(names):]) == names
 
 
 def random_book(seed=11, seconds=900):
@@ -144,14 +114,14 @@ def random_book(seed=11, seconds=900):
     ts = T - 600 * S + np.arange(n) * (S // 4)
     bid = 5000 + 0.25 * np.cumsum(rng.choice([-1, 0, 0, 1], n))
     spread = 0.25 * rng.choice([1, 1, 2], n)
-    return book_frame(list(zip(ts, bid, rng.integers(1, 300, n), bid + spread,
+    return top_of_book(list(zip(ts, bid, rng.integers(1, 300, n), bid + spread,
                                rng.integers(1, 300, n))))
 
 
-def test_causality_data_after_the_event_is_never_read(params):
+def test_causality_data_after_the_event_is_never_read():
     mbp = random_book()
     times = [T - 200 * S + 77, T, T + 250 * S]
-    base = run(params, times, mbp)
+    base = run(times, mbp)
     for t in times:
         later = mbp.copy()
         after = later["ts_ns"] > t
@@ -160,17 +130,17 @@ def test_causality_data_after_the_event_is_never_read(params):
         extra = later.iloc[[0]].assign(ts_ns=t + 1, bid_sz_1=5000.0)
         later = pd.concat([later, extra]).sort_values("ts_ns", kind="stable") \
             .reset_index(drop=True)
-        out = run(params, times, later)
+        out = run(times, later)
         mine = np.asarray(times) <= t
         pd.testing.assert_frame_equal(out[mine], base[mine])
 
 
-def test_causality_data_before_the_event_is_read(params):
+def test_causality_data_before_the_event_is_read():
     mbp = random_book()
-    base = run(params, [T], mbp).iloc[0]
+    base = run([T], mbp).iloc[0]
     earlier = mbp.copy()
     recent = (earlier.ts_ns > T - 20 * S) & (earlier.ts_ns <= T)
     earlier.loc[recent, "bid_sz_1"] += 50
-    changed = run(params, [T], earlier).iloc[0]
+    changed = run([T], earlier).iloc[0]
     for w in (30, 60, 120, 300):
         assert changed[f"ofi_{w}s"] != base[f"ofi_{w}s"], w

@@ -1,133 +1,77 @@
 """Stage 6 (physics): tape, barrier and fuel on hand-built frames, window edges, causality."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from tests.silver_fixtures import (
+    PARAMS, assert_adds_group_columns, book_frame, events_frame, group_names,
+    option_greeks_frame, trades_frame,
+)
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_S, local_ns
 from transforms.silver.stage_physics import physics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "configs", "features", "v3.1.0.yaml")
 DATE = "2024-12-16"
 T = local_ns(DATE, "10:00")          # the event time used by the hand-built cases
 S = NS_PER_S
 L = 5000.0                           # the level used by the hand-built cases
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    with open(MANIFEST, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-@pytest.fixture(scope="module")
-def params(manifest):
-    return manifest["parameters"]
-
-
-def events_frame(rows):
+def pm_high_events(rows):
     """rows: (ts_ns, level_price, direction)."""
-    ts = np.array([r[0] for r in rows], dtype=np.int64)
-    level = np.array([r[1] for r in rows], dtype=float)
-    return pd.DataFrame({
-        "event_id": [f"{DATE}_PM_HIGH_{int(lv * 100)}_{t}_{d}" for t, lv, d in rows],
-        "ts_ns": ts,
-        "timestamp": pd.to_datetime(ts, utc=True),
-        "level_price": level,
-        "level_kind": np.zeros(len(rows), dtype=np.int8),
-        "level_kind_name": ["PM_HIGH"] * len(rows),
-        "direction": [r[2] for r in rows],
-        "entry_price": level,
-        "zone_width": np.full(len(rows), 5.0),
-        "date": [pd.Timestamp(DATE).date()] * len(rows),
-        "atr": np.full(len(rows), 2.0),
-        "bar_ns": ts - ts % (60 * S),
-    })
+    return events_frame(DATE, [{"ts_ns": t, "kind": "PM_HIGH", "level_price": lv, "direction": d}
+                               for t, lv, d in rows])
 
 
-def trades_frame(rows):
-    """rows: (ts_ns, price, size, aggressor), any order."""
-    df = pd.DataFrame(rows, columns=["ts_ns", "price", "size", "aggressor"])
-    df = df.astype({"ts_ns": np.int64, "price": float, "size": np.int64, "aggressor": np.int8})
-    return df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+def call_greeks(rows):
+    """rows: (ts_ns, strike, dealer_gamma) of call trades."""
+    return option_greeks_frame(rows, right="C")
 
 
-def book_frame(rows):
-    """rows: dicts with ts_ns and any bid/ask px/sz overrides; everything else 0 (missing)."""
-    cols = ["ts_ns"] + [f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("px", "sz")
-                        for i in range(1, 11)]
-    data = {c: [float(r.get(c, 0.0)) for r in rows] for c in cols[1:]}
-    df = pd.DataFrame({"ts_ns": np.array([r["ts_ns"] for r in rows], dtype=np.int64), **data})
-    return df[cols].sort_values("ts_ns", kind="stable").reset_index(drop=True)
-
-
-def greeks_frame(rows):
-    """rows: (ts_ns, strike, dealer_gamma)."""
-    df = pd.DataFrame(rows, columns=["ts_ns", "strike", "dealer_gamma"])
-    df = df.astype({"ts_ns": np.int64, "strike": float, "dealer_gamma": float})
-    df["right"] = "C"
-    df["size"] = 1
-    df["aggressor"] = 1
-    df["gamma"] = 0.01
-    return df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
-
-
-def make_day(params, events, trades=None, mbp=None, greeks=None):
+def make_day(events, trades=None, mbp=None, greeks=None):
     return SilverDay(
-        date=DATE, params=params, events=events,
+        date=DATE, params=PARAMS, events=events,
         trades=trades if trades is not None else trades_frame([]),
         mbp=mbp if mbp is not None else book_frame([]),
-        option_greeks=greeks if greeks is not None else greeks_frame([]))
+        option_greeks=greeks if greeks is not None else call_greeks([]))
 
 
-def run_one(params, direction="UP", **frames):
-    out = physics(make_day(params, events_frame([(T, L, direction)]), **frames)).events
+def run_one(direction="UP", **frames):
+    out = physics(make_day(pm_high_events([(T, L, direction)]), **frames)).events
     return out.iloc[0]
 
 
 # ---------------------------------------------------------------- contract
 
-def test_adds_exactly_the_manifest_columns_with_their_dtypes(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "physics")
-    events = events_frame([(T, L, "UP"), (T + 5 * S, L, "DOWN")])
-    day = make_day(params, events, trades=trades_frame([(T - S, L, 1, 1)]))
+def test_adds_exactly_the_manifest_columns_with_their_dtypes():
+    events = pm_high_events([(T, L, "UP"), (T + 5 * S, L, "DOWN")])
+    day = make_day(events, trades=trades_frame([(T - S, L, 1, 1)]))
     out = physics(day).events
-    added = [c for c in out.columns if c not in events.columns]
-    assert added == [c["name"] for c in group["columns"]]
-    for col in group["columns"]:
-        values = out[col["name"]]
-        if col["dtype"] == "string":
-            assert all(type(v) is str for v in values)
-        else:
-            assert values.dtype == np.dtype(col["dtype"]), col
-            assert not values.isna().any()
+    # string columns: every value a str; the others: declared dtype and no NaN
+    assert_adds_group_columns(events, out, "physics", no_missing=True)
     pd.testing.assert_frame_equal(day.events, events)       # input not mutated
 
 
-def test_empty_events_get_the_columns(params, manifest):
-    group = next(g for g in manifest["feature_groups"] if g["name"] == "physics")
-    day = make_day(params, events_frame([]), trades=trades_frame([(T, L, 1, 1)]))
+def test_empty_events_get_the_columns():
+    names = group_names("physics")
+    day = make_day(pm_high_events([]), trades=trades_frame([(T, L, 1, 1)]))
     out = physics(day).events
     assert len(out) == 0
-    assert [c["name"] for c in group["columns"]] == list(out.columns[-len(group["columns"]):])
+    assert names == list(out.columns[-len(names):])
 
 
-def test_missing_input_is_reported(params):
-    day = make_day(params, events_frame([(T, L, "UP")])).replace(mbp=None)
+def test_missing_input_is_reported():
+    day = make_day(pm_high_events([(T, L, "UP")])).replace(mbp=None)
     with pytest.raises(ValueError, match="mbp"):
         physics(day)
 
 
 # ---------------------------------------------------------------- tape
 
-def test_tape_volumes_split_by_aggressor_within_the_band(params):
-    row = run_one(params, trades=trades_frame([
+def test_tape_volumes_split_by_aggressor_within_the_band():
+    row = run_one(trades=trades_frame([
         (T - 30 * S, L + 0.25, 3, 1),      # buy, in band
         (T - 20 * S, L + 0.50, 2, -1),     # sell, on the band edge (in)
         (T - 15 * S, L - 0.25, 7, 0),      # unknown aggressor: neither side
@@ -140,9 +84,9 @@ def test_tape_volumes_split_by_aggressor_within_the_band(params):
     assert row.tape_imbalance == pytest.approx((3 - 6) / 9)
 
 
-def test_tape_window_is_open_on_the_left(params):
-    w = params["physics"]["velocity_window_s"] * S
-    row = run_one(params, trades=trades_frame([
+def test_tape_window_is_open_on_the_left():
+    w = PARAMS["physics"]["velocity_window_s"] * S
+    row = run_one(trades=trades_frame([
         (T - w, L, 100, 1),                # exactly t - 60 s: outside (t-60 s, t]
         (T - w + 1, L, 5, 1),              # 1 ns later: inside
         (T - w + 2, L, 1, -1),
@@ -151,19 +95,19 @@ def test_tape_window_is_open_on_the_left(params):
     assert row.tape_imbalance == pytest.approx(4 / 6)
 
 
-def test_tape_all_sellers_and_no_trades(params):
-    row = run_one(params, trades=trades_frame([(T - S, L, 8, -1)]))
+def test_tape_all_sellers_and_no_trades():
+    row = run_one(trades=trades_frame([(T - S, L, 8, -1)]))
     assert (row.tape_buy_vol, row.tape_sell_vol, row.tape_imbalance) == (0.0, 8.0, -1.0)
-    row = run_one(params, trades=trades_frame([(T - 61 * S, L, 8, -1), (T + S, L, 3, 1)]))
+    row = run_one(trades=trades_frame([(T - 61 * S, L, 8, -1), (T + S, L, 3, 1)]))
     assert (row.tape_buy_vol, row.tape_sell_vol, row.tape_imbalance) == (0.0, 0.0, 0.0)
     assert row.tape_velocity == 0.0
 
 
-def test_tape_velocity_is_the_ols_slope_over_all_trades_of_the_window(params):
+def test_tape_velocity_is_the_ols_slope_over_all_trades_of_the_window():
     # price = 5000 + 0.1 * seconds since t-60s for the in-window trades (band ignored)
     def p(sec_before):
         return 5000.0 + 0.1 * (60 - sec_before)
-    row = run_one(params, trades=trades_frame([
+    row = run_one(trades=trades_frame([
         (T - 90 * S, 4000.0, 1, 1),        # before the window: ignored
         (T - 60 * S, 4000.0, 1, 1),        # on the open left edge: ignored
         (T - 50 * S, p(50), 1, 1),
@@ -175,18 +119,18 @@ def test_tape_velocity_is_the_ols_slope_over_all_trades_of_the_window(params):
     assert row.tape_velocity == pytest.approx(0.1)
 
 
-def test_tape_velocity_hand_computed_nonlinear(params):
+def test_tape_velocity_hand_computed_nonlinear():
     # x = -30, -20, 0 s; y = 1, 4, 4 -> xm = -50/3, ym = 3
     # Sxy = (-40/3)(-2) + (-10/3)(1) + (50/3)(1) = 120/3 = 40; Sxx = (1600+100+2500)/9 = 4200/9
-    row = run_one(params, trades=trades_frame([
+    row = run_one(trades=trades_frame([
         (T - 30 * S, 1.0, 1, 1), (T - 20 * S, 4.0, 1, 1), (T, 4.0, 1, 1)]))
     assert row.tape_velocity == pytest.approx(40 / (4200 / 9))
 
 
-def test_tape_velocity_zero_for_one_trade_or_one_timestamp(params):
-    assert run_one(params, trades=trades_frame([(T - S, L, 1, 1)])).tape_velocity == 0.0
+def test_tape_velocity_zero_for_one_trade_or_one_timestamp():
+    assert run_one(trades=trades_frame([(T - S, L, 1, 1)])).tape_velocity == 0.0
     same = trades_frame([(T - S, L, 1, 1), (T - S, L + 2, 1, 1)])
-    assert run_one(params, trades=same).tape_velocity == 0.0
+    assert run_one(trades=same).tape_velocity == 0.0
 
 
 # ---------------------------------------------------------------- barrier
@@ -226,7 +170,7 @@ STATE_CASES = [
 
 @pytest.mark.parametrize("start,end,delta,ratio,state", STATE_CASES)
 @pytest.mark.parametrize("direction", ["UP", "DOWN"])
-def test_barrier_states(params, direction, start, end, delta, ratio, state):
+def test_barrier_states(direction, start, end, delta, ratio, state):
     rows = [ask_book(T - 300 * S, 5000.0),              # before the 240 s window
             ask_book(T - 200 * S, start),               # first in the window
             ask_book(T - 100 * S, 12345.0),             # in between: irrelevant
@@ -234,7 +178,7 @@ def test_barrier_states(params, direction, start, end, delta, ratio, state):
             ask_book(T + S, 0.0)]                       # after t
     if direction == "DOWN":
         rows = [mirror_to_bids(r) for r in rows]
-    row = run_one(params, direction, mbp=book_frame(rows))
+    row = run_one(direction, mbp=book_frame(rows))
     assert row.barrier_depth_start == pytest.approx(start)
     assert row.barrier_depth_end == pytest.approx(end)
     assert row.barrier_delta_liq == pytest.approx(delta)
@@ -242,56 +186,56 @@ def test_barrier_states(params, direction, start, end, delta, ratio, state):
     assert row.barrier_state == state
 
 
-def test_barrier_reads_the_defending_side_only(params):
+def test_barrier_reads_the_defending_side_only():
     rows = [ask_book(T - 100 * S, 300.0), ask_book(T - S, 300.0)]
-    up = run_one(params, "UP", mbp=book_frame(rows))
-    down = run_one(params, "DOWN", mbp=book_frame(rows))
+    up = run_one("UP", mbp=book_frame(rows))
+    down = run_one("DOWN", mbp=book_frame(rows))
     assert up.barrier_depth_end == 300.0
     assert down.barrier_depth_end == 999.0          # the bid at L - 0.25
 
 
-def test_barrier_window_edge_and_wall_ratio_floor(params):
-    w = params["physics"]["barrier_window_s"] * S
+def test_barrier_window_edge_and_wall_ratio_floor():
+    w = PARAMS["physics"]["barrier_window_s"] * S
     rows = [ask_book(T - w, 900.0), ask_book(T - w + 1, 0.0), ask_book(T - S, 150.0)]
-    row = run_one(params, mbp=book_frame(rows))
+    row = run_one(mbp=book_frame(rows))
     assert row.barrier_depth_start == 0.0            # t - 240 s exactly is outside
     assert row.barrier_wall_ratio == 150.0           # end / max(start, 1)
     assert row.barrier_state == "WALL"
 
 
-def test_barrier_without_snapshots_in_the_window(params):
-    only_old = run_one(params, mbp=book_frame([ask_book(T - 300 * S, 80.0)]))
+def test_barrier_without_snapshots_in_the_window():
+    only_old = run_one(mbp=book_frame([ask_book(T - 300 * S, 80.0)]))
     assert (only_old.barrier_depth_start, only_old.barrier_depth_end) == (80.0, 80.0)
     assert (only_old.barrier_delta_liq, only_old.barrier_state) == (0.0, "NEUTRAL")
-    none = run_one(params, mbp=book_frame([ask_book(T + S, 80.0)]))
+    none = run_one(mbp=book_frame([ask_book(T + S, 80.0)]))
     assert (none.barrier_depth_start, none.barrier_depth_end, none.barrier_wall_ratio) == (0, 0, 0)
     assert none.barrier_state == "WEAK"
 
 
 # ---------------------------------------------------------------- fuel
 
-def test_fuel_sums_dealer_gamma_near_the_level_up_to_t(params):
-    greeks = greeks_frame([
+def test_fuel_sums_dealer_gamma_near_the_level_up_to_t():
+    greeks = call_greeks([
         (T - 600 * S, L, -8000.0),           # in band, long before t: counted (no window)
         (T - S, L + 15.0, -3000.0),          # band edge: counted
         (T, L - 5.0, -500.0),                # at t: counted
         (T - S, L + 20.0, -50000.0),         # outside the band
         (T + S, L, -99999.0),                # after t
     ])
-    row = run_one(params, greeks=greeks)
+    row = run_one(greeks=greeks)
     assert row.fuel_net_gamma == -11500.0
     assert row.fuel_effect == "AMPLIFY"
 
 
 @pytest.mark.parametrize("gamma,effect", [(10001.0, "DAMPEN"), (10000.0, "NEUTRAL"),
                                           (-10000.0, "NEUTRAL"), (-10000.5, "AMPLIFY")])
-def test_fuel_thresholds(params, gamma, effect):
-    row = run_one(params, greeks=greeks_frame([(T - S, L, gamma)]))
+def test_fuel_thresholds(gamma, effect):
+    row = run_one(greeks=call_greeks([(T - S, L, gamma)]))
     assert row.fuel_effect == effect
 
 
-def test_fuel_with_no_option_trades(params):
-    row = run_one(params)
+def test_fuel_with_no_option_trades():
+    row = run_one()
     assert (row.fuel_net_gamma, row.fuel_effect) == (0.0, "NEUTRAL")
 
 
@@ -317,7 +261,7 @@ def synthetic(seed=7, minutes=20):
         book[f"bid_sz_{i}"] = rng.integers(1, 200, m).astype(float)
         book[f"ask_sz_{i}"] = rng.integers(1, 200, m).astype(float)
     k = minutes * 20
-    greeks = greeks_frame(list(zip(start + np.arange(k) * 3 * S,
+    greeks = call_greeks(list(zip(start + np.arange(k) * 3 * S,
                                    L + 5.0 * rng.integers(-4, 5, k),
                                    rng.normal(0, 3000, k))))
     return trades, pd.DataFrame(book), greeks
@@ -334,15 +278,15 @@ def perturb_after(frame, t, columns, factor=3.0, shift=1.0):
         .reset_index(drop=True)
 
 
-def test_causality_data_after_the_event_is_never_read(params):
+def test_causality_data_after_the_event_is_never_read():
     trades, mbp, greeks = synthetic()
     times = [T - 5 * 60 * S + 123, T, T + 4 * 60 * S + 7 * S // 4]
-    events = events_frame([(t, L + 0.25 * j, d) for j, t in enumerate(times)
+    events = pm_high_events([(t, L + 0.25 * j, d) for j, t in enumerate(times)
                            for d in ("UP", "DOWN")])
-    base = physics(make_day(params, events, trades, mbp, greeks)).events
+    base = physics(make_day(events, trades, mbp, greeks)).events
     sz = [c for c in mbp.columns if "_sz_" in c]
     for t in times:
-        day = make_day(params, events,
+        day = make_day(events,
                        perturb_after(trades, t, ["price", "size"]),
                        perturb_after(mbp, t, sz),
                        perturb_after(greeks, t, ["dealer_gamma"], factor=10.0))
@@ -351,17 +295,17 @@ def test_causality_data_after_the_event_is_never_read(params):
         pd.testing.assert_frame_equal(out[mine], base[mine])
 
 
-def test_causality_data_before_the_event_is_read(params):
+def test_causality_data_before_the_event_is_read():
     trades, mbp, greeks = synthetic()
-    events = events_frame([(T, float(trades.loc[trades.ts_ns <= T, "price"].iloc[-1]), "UP")])
-    base = physics(make_day(params, events, trades, mbp, greeks)).events.iloc[0]
+    events = pm_high_events([(T, float(trades.loc[trades.ts_ns <= T, "price"].iloc[-1]), "UP")])
+    base = physics(make_day(events, trades, mbp, greeks)).events.iloc[0]
     recent = lambda f: (f["ts_ns"] > T - 30 * S) & (f["ts_ns"] <= T)  # noqa: E731
     t2, m2, g2 = trades.copy(), mbp.copy(), greeks.copy()
     t2.loc[recent(t2), "size"] *= 2
     t2.loc[recent(t2), "price"] += np.linspace(0, 3, recent(t2).sum())
     m2.loc[recent(m2), [f"ask_sz_{i}" for i in range(1, 11)]] += 100
     g2.loc[recent(g2), "dealer_gamma"] += 1e5
-    changed = physics(make_day(params, events, t2, m2, g2)).events.iloc[0]
+    changed = physics(make_day(events, t2, m2, g2)).events.iloc[0]
     for col in ("tape_buy_vol", "tape_sell_vol", "tape_velocity", "barrier_depth_end",
                 "fuel_net_gamma"):
         assert changed[col] != base[col], col

@@ -2,65 +2,25 @@
 event features (never labels), causality."""
 from __future__ import annotations
 
-import datetime as dt
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.feature_manifest import load_manifest
+from tests.silver_fixtures import KINDS, MANIFEST, PARAMS, at, declared_events_frame
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN, NS_PER_S, local_ns
 from transforms.silver.stage_state_table import carried_feature_columns, grid_ns, state_table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = load_manifest(os.path.join(ROOT, "configs", "features", "v3.1.0.yaml"))
-PARAMS = MANIFEST.parameters
-KINDS = PARAMS["levels"]["kind_codes"]
-TZ = "America/New_York"
 DATE = "2024-12-16"
 
 
 def t(hhmm: str, seconds: float = 0.0, date: str = DATE) -> int:
-    return local_ns(date, hhmm, TZ) + int(seconds * NS_PER_S)
-
-
-def _default(dtype: str):
-    return {"string": "NEUTRAL", "bool": False, "int8": 0, "int16": 0, "int32": 0,
-            "int64": 0, "float32": 0.0, "float64": 0.0}[dtype]
+    return at(date, hhmm, seconds)
 
 
 def make_events(rows, date: str = DATE) -> pd.DataFrame:
     """Events with every manifest column; ``rows`` are dicts of overrides (need ts_ns, kind)."""
-    data = {}
-    for name, dtype in MANIFEST.columns():
-        vals = []
-        for i, r in enumerate(rows):
-            kind = r.get("kind", "OR_HIGH")
-            ts = r["ts_ns"]
-            level = r.get("level_price", 5000.0)
-            direction = r.get("direction", "UP")
-            ident = {
-                "event_id": f"{date}_{KINDS[kind]}_{int(level * 100)}_{ts}_{direction}",
-                "ts_ns": ts, "timestamp": pd.Timestamp(ts, unit="ns", tz="UTC"),
-                "level_price": level, "level_kind": KINDS[kind], "level_kind_name": kind,
-                "direction": direction, "entry_price": level, "zone_width": 5.0,
-                "date": dt.date.fromisoformat(date), "outcome": "CHOP",
-                "outcome_2min": "CHOP", "outcome_8min": "CHOP",
-            }
-            vals.append(r[name] if name in r else
-                        ident[name] if name in ident else _default(dtype))
-        np_dtype = {"int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
-                    "float32": "float32", "float64": "float64", "bool": "bool"}.get(dtype)
-        if dtype == "timestamp[ns, UTC]":
-            data[name] = pd.to_datetime(pd.Series(vals, dtype=object), utc=True)
-        elif np_dtype:
-            data[name] = pd.Series(vals, dtype=np_dtype)
-        else:
-            data[name] = pd.Series(vals, dtype=object)
-    ev = pd.DataFrame(data)
-    return ev.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+    return declared_events_frame(date, rows)
 
 
 def make_day(events=None, trades=None, levels=None, date: str = DATE) -> SilverDay:
