@@ -51,3 +51,13 @@ def write_bronze_events(storage: LakeStorage, events: Iterable[tuple[str, dict]]
     for key in list(buffers):
         flush(key)
     return dict(counts)
+
+
+def write_synthetic_sessions(storage: LakeStorage, dates: Iterable[str], scale: float = 1.0,
+                             seed: int = 0) -> dict[str, dict[str, int]]:
+    """Writes ``transforms.synthetic_session`` sessions of ``dates`` (market events only) to
+    Bronze; returns the counts per date."""
+    from transforms.synthetic_session import synthetic_session
+    return {d: write_bronze_events(storage, synthetic_session(d, scale=scale, seed=seed,
+                                                              signals=False))
+            for d in dates}
