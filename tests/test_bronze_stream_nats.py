@@ -136,18 +136,22 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(nats_server, tmp_path):
     proc = start_pipeline("pipelines.bronze_stream", *flags, log_path=str(tmp_path / "b.log"))
     try:
         def unique_rows():
-            from io_connectors.bronze_reader import BronzeReader
-            r = BronzeReader(data_root)
-            n = len(r.read_futures_trades("ES", "2024-12-16", front_month_only=False))
-            n += len(r.read_futures_mbp10("ES", "2024-12-16", front_month_only=False))
-            n += len(r.read_option_trades("ES", "2024-12-16"))
-            return n == len(events)
+            return _unique_rows(data_root) == len(events)
         wait_for(unique_rows, 150, interval=1.0, message="every event after restart")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
     finally:
         kill_group(proc)
     assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+
+
+def _unique_rows(data_root: str, date: str = "2024-12-16") -> int:
+    """Rows of the three datasets after the reader's redelivery deduplication."""
+    from io_connectors.bronze_reader import BronzeReader
+    r = BronzeReader(data_root)
+    return (len(r.read_futures_trades("ES", date, front_month_only=False))
+            + len(r.read_futures_mbp10("ES", date, front_month_only=False))
+            + len(r.read_option_trades("ES", date)))
 
 
 def _prism_children(pid: int) -> list[int]:
@@ -177,12 +181,7 @@ def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
         publish(nats_server.url, events[half:])
 
         def unique_rows():
-            from io_connectors.bronze_reader import BronzeReader
-            r = BronzeReader(data_root)
-            n = len(r.read_futures_trades("ES", "2024-12-16", front_month_only=False))
-            n += len(r.read_futures_mbp10("ES", "2024-12-16", front_month_only=False))
-            n += len(r.read_option_trades("ES", "2024-12-16"))
-            return n == len(events)
+            return _unique_rows(data_root) == len(events)
         wait_for(unique_rows, 120, interval=1.0, message="every event after the restart")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0

@@ -24,20 +24,11 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from transforms.arrow_stats import null_rate
 from transforms.feature_manifest import LABEL_PREFIXES, FeatureManifest
 
 HIGH_NULL = 0.10
-
-
-def _null_rate(col: pa.ChunkedArray) -> float:
-    if len(col) == 0:
-        return 0.0
-    nulls = col.null_count
-    if pa.types.is_floating(col.type):
-        nulls += int(pc.sum(pc.is_nan(col.fill_null(0.0))).as_py() or 0)
-    return nulls / len(col)
 
 
 def _counts(col: pa.ChunkedArray) -> dict[str, int]:
@@ -86,7 +77,7 @@ def promotion_gates(table: pa.Table, manifest: FeatureManifest,
 
 
 def dataset_report(table: pa.Table, metadata: Optional[Mapping[str, Any]]) -> dict:
-    rates = {n: round(_null_rate(table[n]), 6) for n in table.column_names}
+    rates = {n: round(null_rate(table[n]), 6) for n in table.column_names}
     dates = (table["date"].cast(pa.string()).to_pylist()
              if "date" in table.column_names else [])
     per_date = {}

@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from transforms.arrow_stats import null_rate
 
 from transforms.silver.stage_rth_filter import declared_schema
 
@@ -40,15 +41,6 @@ _BOUNDS = {
     "excursion_favorable": (0.0, None), "excursion_adverse": (0.0, None),
     "minutes_since_open": (0.0, None),
 }
-
-
-def _null_rate(col: pa.ChunkedArray) -> float:
-    if len(col) == 0:
-        return 0.0
-    nulls = col.null_count
-    if pa.types.is_floating(col.type):
-        nulls += int(pc.sum(pc.is_nan(col.fill_null(0.0))).as_py() or 0)
-    return nulls / len(col)
 
 
 def _finite_range(col: pa.ChunkedArray):
@@ -75,7 +67,7 @@ def validate_feature_set(manifest, tables: Mapping[str, pa.Table],
                                "observed": rows}
 
     combined = pa.concat_tables([tables[d] for d in dates]) if dates else declared.empty_table()
-    rates = {name: round(_null_rate(combined[name]), 6) for name in combined.column_names}
+    rates = {name: round(null_rate(combined[name]), 6) for name in combined.column_names}
     violations = {c: rates[c] for c in manifest.identity_columns if rates.get(c, 0.0) > 0}
     if combined.num_rows:
         violations.update({c: rates[c] for c in manifest.feature_columns
