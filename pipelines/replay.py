@@ -17,11 +17,13 @@ import collections
 import datetime as dt
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, Optional
 
 from io_connectors.config import ConfigError
 from io_connectors.nats_bus import NatsBus
 from io_connectors.nats_settings import NatsSettings
+from io_connectors.wal import WALManager
+from io_connectors.wal_publisher import WalPublisher
 from transforms.pacing import paced
 
 
@@ -65,12 +67,19 @@ class _Progress:
 
 
 async def replay(events, settings: NatsSettings, speed: float, max_in_flight: int = 20000,
-                 max_gap_s: float = 5.0) -> dict:
-    """Publishes ``(subject, event)`` pairs in order; returns statistics."""
+                 max_gap_s: float = 5.0, wal_dir: Optional[str] = None) -> dict:
+    """Publishes ``(subject, event)`` pairs in order; returns statistics.  With ``wal_dir``
+    every event goes through a write-ahead log first (``WalPublisher``), and what a
+    crashed earlier run left in it is re-sent before anything new."""
     counts: collections.Counter = collections.Counter()
     first_ts = last_ts = None
     progress = _Progress()
-    async with NatsBus(settings, max_in_flight=max_in_flight) as bus:
+    recovered = 0
+    async with NatsBus(settings, max_in_flight=max_in_flight) as raw_bus:
+        bus = raw_bus
+        if wal_dir:
+            bus = WalPublisher(raw_bus, WALManager(wal_dir))
+            recovered = await bus.recover()
         t0 = time.monotonic()
         stamped = ((_event_ts(s, e), (s, e)) for s, e in events)
         for due, (subject, event) in paced(stamped, speed, max_gap_s):
@@ -84,15 +93,18 @@ async def replay(events, settings: NatsSettings, speed: float, max_in_flight: in
             first_ts = ts if first_ts is None else min(first_ts, ts)
             last_ts = ts if last_ts is None else max(last_ts, ts)
             counts[subject] += 1
-            progress.tick(bus.published)
+            progress.tick(sum(counts.values()))
         await bus.flush()
+        if wal_dir:
+            await bus.close()
         wall = time.monotonic() - t0
     total = sum(counts.values())
     progress.tick(total, force=True)
     fmt = lambda ns: dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat() if ns else None
     return {"events": dict(counts), "total": total, "event_time_start": fmt(first_ts),
             "event_time_end": fmt(last_ts), "wall_s": round(wall, 3),
-            "rate_per_s": round(total / wall, 1) if wall > 0 else None}
+            "rate_per_s": round(total / wall, 1) if wall > 0 else None,
+            **({"wal_recovered": recovered} if wal_dir else {})}
 
 
 def main(argv=None) -> int:
@@ -106,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--include_spreads", action="store_true")
     ap.add_argument("--max_in_flight", type=int, default=20000)
     ap.add_argument("--nats_url", default=None)
+    ap.add_argument("--wal", metavar="DIR", default=None,
+                    help="publish through a write-ahead log in DIR (store-and-forward: "
+                         "re-sends what a crashed run left behind)")
     ap.add_argument("--write-dbn", metavar="DIR", help="with --source synthetic: write the "
                     "session as DBN files (trades, mbp-10, definition) to DIR, no publishing")
     args = ap.parse_args(argv)
@@ -144,7 +159,8 @@ def main(argv=None) -> int:
         print(f"dbn: {result.as_dict()}")
         return 0
     try:
-        stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight))
+        stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight,
+                                   wal_dir=args.wal))
     except ConnectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

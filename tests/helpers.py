@@ -39,6 +39,17 @@ def consumer_state(url: str, stream: str, durable: str):
     return asyncio.run(go())
 
 
+def stream_message_count(url: str, stream: str) -> int:
+    """Messages stored in a JetStream stream."""
+    async def go():
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
 def consumer_bound(url: str, stream: str = "MARKET_DATA",
                    durable: str = "bronze_writer_market_data") -> bool:
     """True once a running pipeline has bound the durable push consumer."""
