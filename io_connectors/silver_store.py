@@ -12,10 +12,15 @@ Guarantees.  A date folder is published whole: its files are written into a hidd
 staging folder (``.staging-date=…-<token>``), fsynced, then put in place with one rename;
 when the date already exists (``force``) the two folders are exchanged atomically
 (Linux ``renameat2(RENAME_EXCHANGE)``) and the old one deleted, so a reader sees the old
-date or the new one, never a mix and never leftovers of the old build.  On S3 (no
-rename) the objects are replaced file by file: the per-file PUT is atomic, the date is
-not (documented limitation).  Version-level files are replaced atomically
-(write-temp-then-rename).
+date or the new one, never a mix and never leftovers of the old build.
+
+On S3 (no rename, no multi-object transaction) a date is published one object at a time:
+each object is replaced atomically, the date is not.  ``signals.parquet`` is written last,
+so a first build appears in ``built_dates`` only once all its files are there; then the
+objects of an older build that the new one does not have are deleted.  While a ``force``
+rebuild runs, a reader may get old and new files of the same date (documented
+limitation).  Version-level files (manifest, validation, run results) are replaced
+atomically: locally write-temp-then-rename, on S3 one PUT.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import uuid
 from typing import Any, Mapping, Optional
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
@@ -99,10 +105,7 @@ class SilverStore:
         payload = {name: _parquet_bytes(t, compression) for name, t in tables.items()}
         payload[LINEAGE] = json.dumps(lineage, indent=2, sort_keys=True, default=str).encode()
         if self.storage.is_s3:
-            for name, data in payload.items():
-                with self.storage.fs.open_output_stream(
-                        self.storage.path(f"{final_rel}/{name}")) as out:
-                    out.write(data)
+            self._publish_s3(final_rel, payload)
             return final_rel
         parent = self.storage.path(self.version_dir(version))
         os.makedirs(parent, exist_ok=True)
@@ -127,6 +130,19 @@ class SilverStore:
             if os.path.isdir(staging):             # after a swap: the old build
                 shutil.rmtree(staging, ignore_errors=True)
         return final_rel
+
+    def _publish_s3(self, final_rel: str, payload: Mapping[str, bytes]) -> None:
+        """One PUT per file, ``signals.parquet`` (the "date is built" marker) last, then
+        the leftovers of a previous build deleted (see the module docstring)."""
+        fs = self.storage.fs
+        folder = self.storage.path(final_rel)
+        for name in sorted(payload, key=lambda n: (n == SIGNALS, n)):
+            with fs.open_output_stream(f"{folder}/{name}") as out:
+                out.write(payload[name])
+        stale = [i.path for i in fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+                 if i.type == pafs.FileType.File and i.path[len(folder) + 1:] not in payload]
+        for path in stale:
+            fs.delete_file(path)
 
     def read_table(self, version: str, date: str, name: str = SIGNALS) -> pa.Table:
         with self.storage.fs.open_input_file(
