@@ -38,6 +38,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from io_connectors import lake_files
+from io_connectors.lake_files import fsync_dir
 from io_connectors.lake_storage import LakeStorage
 
 SIGNALS = "signals.parquet"
@@ -58,14 +60,6 @@ def _renameat2_exchange(a: str, b: str) -> None:
     if fn(_AT_FDCWD, a.encode(), _AT_FDCWD, b.encode(), _RENAME_EXCHANGE) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE): {os.strerror(err)}")
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SilverStore:
@@ -117,7 +111,7 @@ class SilverStore:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-            _fsync_dir(staging)
+            fsync_dir(staging)
             final = self.storage.path(final_rel)
             try:
                 os.rename(staging, final)          # first build: atomic
@@ -125,7 +119,7 @@ class SilverStore:
                 if not os.path.isdir(final):
                     raise
                 _renameat2_exchange(staging, final)  # rebuild: atomic swap
-            _fsync_dir(parent)
+            fsync_dir(parent)
         finally:
             if os.path.isdir(staging):             # after a swap: the old build
                 shutil.rmtree(staging, ignore_errors=True)
@@ -154,34 +148,17 @@ class SilverStore:
 
     # ---- version files -----------------------------------------------------------------
     def write_text(self, rel: str, text: str) -> None:
-        """Replaces ``rel`` atomically (local: temp + fsync + rename; S3: one PUT)."""
-        data = text.encode()
-        if self.storage.is_s3:
-            with self.storage.fs.open_output_stream(self.storage.path(rel)) as out:
-                out.write(data)
-            return
-        final = self.storage.path(rel)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = f"{os.path.dirname(final)}/.{os.path.basename(final)}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(os.path.dirname(final))
+        """Replaces ``rel`` atomically (``lake_files.replace_bytes``)."""
+        lake_files.replace_bytes(self.storage, rel, text.encode())
 
     def read_text(self, rel: str) -> Optional[str]:
-        if not self.storage.exists(rel):
-            return None
-        with self.storage.fs.open_input_stream(self.storage.path(rel)) as fh:
-            return fh.read().decode()
+        return lake_files.read_text(self.storage, rel)
 
     def read_json(self, rel: str) -> Optional[dict]:
-        text = self.read_text(rel)
-        return None if text is None else json.loads(text)
+        return lake_files.read_json(self.storage, rel)
 
     def write_json(self, rel: str, obj: Any) -> None:
-        self.write_text(rel, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        lake_files.replace_json(self.storage, rel, obj)
 
     def write_manifest(self, version: str, manifest: Mapping[str, Any]) -> None:
         self.write_text(f"{self.version_dir(version)}/{MANIFEST}",
