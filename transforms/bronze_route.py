@@ -5,11 +5,9 @@ from __future__ import annotations
 import apache_beam as beam
 
 from transforms import market_parse
-from transforms.partitioning import bronze_key, dead_letter_key
-
-# Element positions of a NatsMessage tuple (see io_connectors.nats_source.NatsMessage);
-# repeated here so transforms/ does not import the connector.
-_SUBJECT, _PAYLOAD, _STREAM_SEQ, _TS_NS, _ACK = range(5)
+from transforms.dead_letters import ACK as _ACK, PAYLOAD as _PAYLOAD, SUBJECT as _SUBJECT
+from transforms.dead_letters import dead_letter as _dead
+from transforms.partitioning import bronze_key
 
 
 def route_message(msg) -> tuple:
@@ -23,13 +21,6 @@ def route_message(msg) -> tuple:
     except Exception as exc:  # pylint: disable=broad-except
         return _dead(msg, f"unexpected parser error: {type(exc).__name__}: {exc}")
     return bronze_key(ev.dataset, ev.partition, ev.date, ev.hour), (msg[_ACK], ev.row)
-
-
-def _dead(msg, reason):
-    ts_ns = msg[_TS_NS]
-    date, _ = market_parse.utc_date_hour(ts_ns)
-    row = (ts_ns, msg[_SUBJECT], msg[_STREAM_SEQ], reason, bytes(msg[_PAYLOAD]))
-    return dead_letter_key(date), (msg[_ACK], row)
 
 
 class ParseMarketMessages(beam.PTransform):

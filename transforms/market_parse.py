@@ -3,18 +3,20 @@
 Pure functions, no Beam: ``parse_market_event(subject, payload)`` returns a
 ``ParsedEvent`` (dataset folder, partition value, UTC date/hour partition, row tuple in
 the dataset's schema order) or raises ``InvalidEvent`` whose message is the reason that
-goes to the dead-letter store.
+goes to the dead-letter store.  The field checks themselves are ``transforms.json_fields``.
 """
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import math
 import re
 from typing import Any, NamedTuple
 
-import orjson
-
+from transforms.json_fields import InvalidEvent, decode_json_object
+from transforms.json_fields import ident_field as _ident
+from transforms.json_fields import int_field as _int
+from transforms.json_fields import number_field as _num
+from transforms.json_fields import string_field as _str
 from transforms.schemas import BRONZE_DATASETS, MBP_LEVELS
 
 TS_MIN_NS = 946_684_800 * 10**9          # 2000-01-01T00:00:00Z
@@ -22,15 +24,10 @@ TS_MAX_NS = 4_102_444_800 * 10**9        # 2100-01-01T00:00:00Z
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 SOURCES = frozenset({"replay", "sim", "direct_feed"})
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,31}")
 _CONTRACT = re.compile(r"([A-Z]{1,5}?)[FGHJKMNQUVXZ]\d{1,2}")
 _EPOCH = dt.date(1970, 1, 1)
 _NS_PER_HOUR = 3_600 * 10**9
 _NS_PER_DAY = 24 * _NS_PER_HOUR
-
-
-class InvalidEvent(ValueError):
-    """The message cannot become a Bronze row; ``str(exc)`` is the dead-letter reason."""
 
 
 class ParsedEvent(NamedTuple):
@@ -60,54 +57,6 @@ def _utc_date_hour_of(hours: int) -> tuple[str, int]:
     """(YYYY-MM-DD, hour) of the hour ``hours`` since the epoch (memoized per hour)."""
     days, hour = divmod(hours, 24)
     return (_EPOCH + dt.timedelta(days=days)).isoformat(), hour
-
-
-def _int(obj: dict, key: str, lo: int, hi: int, optional: bool = False) -> Any:
-    v = obj.get(key)
-    if v is None:
-        if optional:
-            return None
-        raise InvalidEvent(f"missing field '{key}'")
-    if type(v) is not int:
-        raise InvalidEvent(f"field '{key}' must be an integer, got {type(v).__name__}")
-    if not lo <= v <= hi:
-        raise InvalidEvent(f"field '{key}'={v} out of range [{lo}, {hi}]")
-    return v
-
-
-def _num(obj: dict, key: str, lo: float, optional: bool = False, strict: bool = False) -> Any:
-    v = obj.get(key)
-    if v is None:
-        if optional:
-            return None
-        raise InvalidEvent(f"missing field '{key}'")
-    t = type(v)
-    if t is not float and t is not int:
-        raise InvalidEvent(f"field '{key}' must be a number, got {t.__name__}")
-    v = float(v)
-    if not math.isfinite(v) or v < lo or (strict and v == lo):
-        raise InvalidEvent(f"field '{key}'={v} out of range ({'>' if strict else '>='} {lo})")
-    return v
-
-
-def _str(obj: dict, key: str, optional: bool = False) -> Any:
-    v = obj.get(key)
-    if v is None:
-        if optional:
-            return None
-        raise InvalidEvent(f"missing field '{key}'")
-    if type(v) is not str or not v or len(v) > 64:
-        raise InvalidEvent(f"field '{key}' must be a non-empty string of at most 64 characters")
-    return v
-
-
-def _ident(obj: dict, key: str) -> str:
-    v = obj.get(key)
-    if v is None:
-        raise InvalidEvent(f"missing field '{key}'")
-    if type(v) is not str or not _IDENT.fullmatch(v):
-        raise InvalidEvent(f"field '{key}'={v!r} is not a plain identifier ([A-Za-z0-9_], 1-32)")
-    return v
 
 
 def _common(obj: dict) -> tuple[int, int, str]:
@@ -212,22 +161,6 @@ _PARSERS = {
     "market.options.trades": _option_trade,
 }
 assert set(_PARSERS) == set(BRONZE_DATASETS)
-
-
-def decode_json_object(payload: bytes) -> dict:
-    """UTF-8 JSON object -> dict, or InvalidEvent naming what is wrong."""
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        if isinstance(payload, (bytes, bytearray)):
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidEvent("payload is not valid UTF-8") from None
-        raise InvalidEvent(f"payload is not JSON: {exc}") from None
-    if type(obj) is not dict:
-        raise InvalidEvent(f"payload must be a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def parse_market_event(subject: str, payload: bytes) -> ParsedEvent:

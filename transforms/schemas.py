@@ -1,8 +1,9 @@
 """The exact Arrow schemas of the lake, in one place, and the subject -> dataset routing.
 
-Bronze schemas follow the original system's contracts (reference §2): non-null unless the
-field is marked nullable.  Column order here is the order of the row tuples that the
-parser produces and of the columns in every Parquet shard.
+Bronze schemas follow the original system's contracts (reference §2), the Gold streaming
+level-signal schema the flattening of reference §1: non-null unless the field is marked
+nullable.  Column order here is the order of the row tuples that the parsers produce and
+of the columns in every Parquet shard.
 """
 from __future__ import annotations
 
@@ -67,11 +68,60 @@ DEAD_LETTER = pa.schema([
 ])
 
 
+# Gold streaming: one row per level of a ``levels.signals`` snapshot (reference §1).
+# ts_event_ns = the payload's ``ts`` (unix ms) x 1e6; spot/bid/ask from ``spy``; the nested
+# barrier/tape/fuel/runway objects as prefixed columns.  Counts (barrier added, canceled,
+# filled, delta_liq; tape buy/sell volume) are contracts: JSON integers, int64 here (never
+# floats).  Every other number is float64; labels (kind, direction, signal, confidence,
+# states) are strings.
+LEVEL_SIGNALS = pa.schema([
+    _f("ts_event_ns", pa.int64()),
+    _f("underlying", pa.string()),
+    _f("spot", pa.float64()),
+    _f("bid", pa.float64()),
+    _f("ask", pa.float64()),
+    _f("level_id", pa.string()),
+    _f("level_price", pa.float64()),
+    _f("level_kind", pa.string()),
+    _f("direction", pa.string()),
+    _f("distance", pa.float64()),
+    _f("break_score_raw", pa.float64()),
+    _f("break_score_smooth", pa.float64()),
+    _f("signal", pa.string()),
+    _f("confidence", pa.string()),
+    _f("barrier_state", pa.string()),
+    _f("barrier_delta_liq", pa.int64()),
+    _f("barrier_replenishment_ratio", pa.float64()),
+    _f("barrier_added", pa.int64()),
+    _f("barrier_canceled", pa.int64()),
+    _f("barrier_filled", pa.int64()),
+    _f("tape_imbalance", pa.float64()),
+    _f("tape_buy_vol", pa.int64()),
+    _f("tape_sell_vol", pa.int64()),
+    _f("tape_velocity", pa.float64()),
+    _f("tape_sweep_detected", pa.bool_()),
+    _f("tape_sweep_direction", pa.string(), True),
+    _f("tape_sweep_notional", pa.float64()),
+    _f("fuel_effect", pa.string()),
+    _f("fuel_net_dealer_gamma", pa.float64()),
+    _f("fuel_call_wall", pa.float64(), True),
+    _f("fuel_put_wall", pa.float64(), True),
+    _f("fuel_hvl", pa.float64(), True),
+    _f("runway_direction", pa.string()),
+    _f("runway_next_obstacle_id", pa.string(), True),
+    _f("runway_next_obstacle_price", pa.float64(), True),
+    _f("runway_distance", pa.float64(), True),
+    _f("runway_quality", pa.string()),
+    _f("note", pa.string(), True),
+])
+
+
 @dataclasses.dataclass(frozen=True)
-class BronzeDataset:
-    """One Bronze dataset: its subject, folder, partition column and schema."""
+class LakeDataset:
+    """One streamed dataset: its subject, folder (below its layer, ``bronze/`` or
+    ``gold/``), partition column and schema."""
     subject: str
-    path: str               # folder below bronze/, e.g. "futures/trades"
+    path: str               # folder below the layer, e.g. "futures/trades"
     partition_column: str   # "symbol" (root) or "underlying"
     schema: pa.Schema
 
@@ -85,6 +135,8 @@ class BronzeDataset:
         return list(self.schema.names)
 
 
+BronzeDataset = LakeDataset      # the name the Bronze reader knows it by
+
 BRONZE_DATASETS: dict[str, BronzeDataset] = {
     "market.futures.trades": BronzeDataset("market.futures.trades", "futures/trades", "symbol",
                                            FUTURES_TRADES),
@@ -95,11 +147,25 @@ BRONZE_DATASETS: dict[str, BronzeDataset] = {
 }
 
 DATASETS_BY_PATH: dict[str, BronzeDataset] = {d.path: d for d in BRONZE_DATASETS.values()}
+
+GOLD_DATASETS: dict[str, LakeDataset] = {
+    "levels.signals": LakeDataset("levels.signals", "levels/signals", "underlying",
+                                  LEVEL_SIGNALS),
+}
+GOLD_DATASETS_BY_PATH: dict[str, LakeDataset] = {d.path: d for d in GOLD_DATASETS.values()}
+
+# The streamed datasets of each lake layer, by folder.  Each layer also has a dead-letter
+# set (``<layer>/_dead_letter/date=YYYY-MM-DD``, schema DEAD_LETTER).
+DATASETS_BY_LAYER: dict[str, dict[str, LakeDataset]] = {
+    "bronze": DATASETS_BY_PATH,
+    "gold": GOLD_DATASETS_BY_PATH,
+}
 DEAD_LETTER_PATH = "_dead_letter"
 
 
-def schema_for(dataset_path: str) -> pa.Schema:
-    """Schema of a Bronze dataset folder ("futures/trades", ...) or of the dead-letter set."""
+def schema_for(dataset_path: str, layer: str = "bronze") -> pa.Schema:
+    """Schema of a dataset folder of ``layer`` ("futures/trades", "levels/signals", ...)
+    or of the dead-letter set."""
     if dataset_path == DEAD_LETTER_PATH:
         return DEAD_LETTER
-    return DATASETS_BY_PATH[dataset_path].schema
+    return DATASETS_BY_LAYER[layer][dataset_path].schema
