@@ -6,6 +6,12 @@ Input: ``(shard_key, [(ack_token, row_tuple), ...])`` shards (see
 folder, written atomically and durably, and only then are its messages acked to JetStream.  A failed write is retried with backoff and finally fails
 the bundle without acking, so the messages are redelivered; nothing is acked unwritten.
 Output: ``(relative_path, row_count)`` for each file written.
+
+A token or a row may be ``None`` (``split_shard``): a message that became several rows
+carries its token on one of them only (Gold level signals), and a message that became no
+row (a snapshot without levels) is ``(token, None)``.  A shard with tokens but no rows
+writes no file and acks its tokens at once: they hold nothing to write, and leaving them
+un-acked would only make JetStream redeliver them forever.
 """
 from __future__ import annotations
 
@@ -25,6 +31,18 @@ from transforms.arrow_rows import rows_to_table
 _LOG = logging.getLogger(__name__)
 
 
+def split_shard(values) -> tuple[list, list]:
+    """``[(token, row), ...]`` -> ``(tokens, rows)``, in order, without the ``None``
+    tokens and ``None`` rows."""
+    tokens, rows = [], []
+    for token, row in values:
+        if token is not None:
+            tokens.append(token)
+        if row is not None:
+            rows.append(row)
+    return tokens, rows
+
+
 class _WriteShardDoFn(beam.DoFn):
     def __init__(self, storage: LakeStorage, layout: Callable, ack_settings: Optional[NatsSettings],
                  compression: tuple[str, int], retries: int, retry_wait_s: float,
@@ -39,14 +57,15 @@ class _WriteShardDoFn(beam.DoFn):
         self._rows = Metrics.counter("lake", "rows_written")
         self._files = Metrics.counter("lake", "files_written")
         self._present = Metrics.counter("lake", "files_already_present")
+        self._without_rows = Metrics.counter("lake", "messages_without_rows")
 
     def process(self, keyed):
         key, values = keyed
-        tokens, rows = [], []
-        for token, row in values:
-            tokens.append(token)
-            rows.append(row)
+        tokens, rows = split_shard(values)
         if not rows:
+            if tokens:                       # nothing to write: ack them now
+                self._without_rows.inc(len(tokens))
+                self._ack(tokens, "a shard without rows")
             return
         folder, schema, sort_col = self._layout(key)
         table = rows_to_table(rows, schema, sort_by=sort_col)
@@ -58,13 +77,17 @@ class _WriteShardDoFn(beam.DoFn):
             return
         self._rows.inc(table.num_rows)
         self._files.inc()
-        if self._ack_settings is not None:
-            try:
-                nats_ack.ack(self._ack_settings, tokens)
-            except Exception:  # pylint: disable=broad-except
-                # Written but not acked: JetStream redelivers, readers drop the duplicate.
-                _LOG.warning("could not ack %d messages of %s", len(tokens), rel, exc_info=True)
+        self._ack(tokens, rel)
         yield rel, table.num_rows
+
+    def _ack(self, tokens, what):
+        if self._ack_settings is None:
+            return
+        try:
+            nats_ack.ack(self._ack_settings, tokens)
+        except Exception:  # pylint: disable=broad-except
+            # Not acked: JetStream redelivers; readers drop the duplicate of a written row.
+            _LOG.warning("could not ack %d messages of %s", len(tokens), what, exc_info=True)
 
     def _write_with_retry(self, folder, table, first_ts_ns, digest):
         wait = self._retry_wait_s

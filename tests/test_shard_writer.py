@@ -63,3 +63,82 @@ def test_failed_write_leaves_nothing_visible(tmp_path):
     with pytest.raises(Exception):
         storage.write_parquet("a", "part-2.parquet", None)   # not a table: the write fails
     assert os.listdir(tmp_path / "a") == []
+
+
+# --------------------------------------------------------------------------- None tokens/rows
+
+def test_split_shard_drops_none_tokens_and_none_rows():
+    from io_connectors.parquet_shards import split_shard
+    assert split_shard([("t1", "a"), (None, "b"), ("t2", None), ("t3", "c")]) == \
+        (["t1", "t2", "t3"], ["a", "b", "c"])
+    assert split_shard([("t1", None), ("t2", None)]) == (["t1", "t2"], [])
+    assert split_shard([(None, "a")]) == ([], ["a"])
+
+
+def _gold_rows(n_levels, ts_ms):
+    from tests.test_level_signals import level, snapshot
+    from transforms.level_signals import parse_level_signals
+    ev = snapshot([level(id=f"L{i}") for i in range(n_levels)], ts=ts_ms)
+    return parse_level_signals(orjson.dumps(ev), "ES").rows
+
+
+def test_gold_shard_with_shared_and_missing_tokens_writes_every_row(tmp_path, prism_options):
+    from transforms.gold_route import flatten_signal_shard
+    from transforms.partitioning import gold_shard_layout
+    from transforms.schemas import LEVEL_SIGNALS
+    storage = LakeStorage(str(tmp_path))
+    key = bronze_key("levels/signals", "ES", "2024-12-16", 14)
+    shard = flatten_signal_shard((key, [("t1", _gold_rows(3, 1734359401_000)), ("t2", []),
+                                        ("t3", _gold_rows(2, 1734359400_500))]))
+    empty = flatten_signal_shard((key, [("t4", []), ("t5", [])]))
+    with TestPipeline(options=prism_options(streaming=False)) as p:
+        written = (p | beam.Create([shard, empty])
+                   | WriteParquetShards(storage, gold_shard_layout, None))
+        assert_that(written | beam.Map(lambda r: r[1]), equal_to([5]))
+    folder = tmp_path / "gold/levels/signals/underlying=ES/date=2024-12-16/hour=14"
+    files = os.listdir(folder)
+    assert len(files) == 1 and files[0].startswith("part-143000-")
+    t = pq.read_table(folder / files[0])
+    assert t.schema == LEVEL_SIGNALS and t.num_rows == 5
+    assert t["ts_event_ns"].to_pylist() == [1734359400_500 * 10**6] * 2 + [1734359401_000 * 10**6] * 3
+    assert sorted(os.listdir(tmp_path / "gold/levels/signals/underlying=ES")) == ["date=2024-12-16"]
+
+
+def test_a_shard_without_rows_is_acked_without_a_file(nats_server, tmp_path, prism_options):
+    """Snapshots without levels: nothing to write, but their messages must be acked (not
+    left to redelivery forever)."""
+    import asyncio
+
+    import nats
+
+    from io_connectors.nats_settings import NatsSettings
+    from tests.helpers import consumer_state
+    from transforms.gold_route import flatten_signal_shard
+    from transforms.partitioning import gold_shard_layout
+
+    async def fetch_tokens(n):
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        try:
+            await js.add_stream(name="LEVEL_SIGNALS", subjects=["levels.*"])
+            for i in range(n):
+                await js.publish("levels.signals", orjson.dumps(
+                    {"ts": 1734359400_000 + i, "spy": {"spot": 1.0, "bid": 1.0, "ask": 1.0},
+                     "levels": []}))
+            sub = await js.pull_subscribe("levels.signals", "empty_test", stream="LEVEL_SIGNALS")
+            return [m.reply for m in await sub.fetch(n, timeout=5)]
+        finally:
+            await nc.close()
+
+    tokens = asyncio.run(fetch_tokens(3))
+    assert consumer_state(nats_server.url, "LEVEL_SIGNALS", "empty_test") == (0, 3)
+    key = bronze_key("levels/signals", "ES", "2024-12-16", 14)
+    shard = flatten_signal_shard((key, [(t, []) for t in tokens]))
+    storage = LakeStorage(str(tmp_path / "lake"))
+    with TestPipeline(options=prism_options(streaming=False)) as p:
+        written = (p | beam.Create([shard])
+                   | WriteParquetShards(storage, gold_shard_layout,
+                                        NatsSettings(url=nats_server.url)))
+        assert_that(written, equal_to([]))
+    assert consumer_state(nats_server.url, "LEVEL_SIGNALS", "empty_test") == (0, 0)
+    assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("*.parquet"))
