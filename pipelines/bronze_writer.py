@@ -5,115 +5,21 @@
     ...
     await writer.stop()      # SIGTERM: stop consuming, flush every buffer, ack, exit 0
 
-The pipeline runs in its own process (``python -m pipelines.bronze_stream``), so a crash
-of the caller cannot leave half-written shards, and ``stop`` is the same drain a user gets
-with Ctrl-C.  ``bus`` is a ``NatsBus``, ``NatsSettings`` or a NATS URL.
+See ``pipelines.stream_writer`` for the process model and the arguments.
 """
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
-from typing import Optional, Sequence, Union
-
-import nats
-
-from io_connectors.config import PROJECT_ROOT
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings, connect
-from io_connectors.nats_streams import consumer_spec
+from pipelines.stream_writer import StreamWriter
 
 
-def _settings(bus) -> NatsSettings:
-    if isinstance(bus, NatsSettings):
-        return bus
-    if isinstance(bus, NatsBus):
-        return bus.settings
-    if isinstance(bus, str):
-        return NatsSettings.resolve(bus)
-    if bus is None:
-        return NatsSettings.resolve()
-    raise TypeError(f"bus must be a NatsBus, NatsSettings or URL, got {type(bus).__name__}")
-
-
-class BronzeWriter:
+class BronzeWriter(StreamWriter):
     """Runs the streaming Bronze pipeline (NATS ``market.*`` -> Bronze Parquet) until
     stopped.  Guarantees of the pipeline: at-least-once (a message is acked only after the
     shard holding it is durably written), append-only shards, dead letters for bad input.
 
-    Args:
-      bus: where to consume from (NatsBus / NatsSettings / URL; default env/config).
-      data_root: lake root (default env DATA_ROOT, else configs/lake.yaml).
-      runner: Beam runner name (default DirectRunner, i.e. Prism).
-      extra_args: more ``bronze_stream`` flags.
-      log_path: where the pipeline's output goes (default: discarded).
+    Args: those of ``StreamWriter`` (bus, data_root, runner, extra_args = more
+    ``bronze_stream`` flags, log_path).
     """
 
-    def __init__(self, bus: Union[NatsBus, NatsSettings, str, None] = None,
-                 data_root: Optional[str] = None, runner: str = "DirectRunner",
-                 extra_args: Sequence[str] = (), log_path: Optional[str] = None):
-        self.settings = _settings(bus)
-        self.data_root = data_root
-        self.runner = runner
-        self.extra_args = list(extra_args)
-        self.log_path = log_path
-        self.proc: Optional[subprocess.Popen] = None
-
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "pipelines.bronze_stream", f"--runner={self.runner}",
-               f"--nats_url={self.settings.url}"]
-        if self.data_root:
-            cmd.append(f"--data_root={self.data_root}")
-        return cmd + self.extra_args
-
-    async def start(self, timeout: float = 60.0) -> None:
-        """Launches the pipeline and waits until its consumer is bound (or raises)."""
-        if self.proc is not None:
-            raise RuntimeError("BronzeWriter already started")
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        env = dict(os.environ)
-        for key in ("user", "password", "token", "tls_ca", "tls_cert", "tls_key"):
-            value = getattr(self.settings, key)
-            if value:
-                env[f"NATS_{key.upper()}"] = value
-        self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
-                                     stderr=subprocess.STDOUT, env=env)
-        spec = consumer_spec("bronze")
-        nc = await connect(self.settings)
-        try:
-            js = nc.jetstream()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"bronze_stream exited with {self.proc.returncode} "
-                                       f"during start-up (see {self.log_path or 'its log'})")
-                try:
-                    info = await js.consumer_info(spec.stream, spec.durable)
-                    if info.push_bound:
-                        return
-                except nats.js.errors.NotFoundError:
-                    pass
-                await asyncio.sleep(0.1)
-        finally:
-            await nc.close()
-        await self.stop()
-        raise TimeoutError(f"bronze_stream did not start consuming within {timeout}s")
-
-    async def stop(self, timeout: float = 40.0) -> int:
-        """Drains the pipeline (flush + ack) and returns its exit code (0 = clean)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            raise TimeoutError(f"bronze_stream did not drain within {timeout}s; killed")
-        return proc.returncode
+    module = "pipelines.bronze_stream"
+    role = "bronze"

@@ -80,8 +80,8 @@ def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
         pass
 
 
-def parquet_files(data_root: str, dataset: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(data_root, "bronze", dataset, "**", "*.parquet"),
+def parquet_files(data_root: str, dataset: str, layer: str = "bronze") -> list[str]:
+    return sorted(glob.glob(os.path.join(data_root, layer, dataset, "**", "*.parquet"),
                             recursive=True))
 
 
@@ -90,11 +90,31 @@ def read_files(paths: list[str]) -> list[tuple[str, object]]:
     return [(p, pq.read_table(p)) for p in paths]
 
 
-def count_rows(data_root: str, dataset: str) -> int:
+def count_rows(data_root: str, dataset: str, layer: str = "bronze") -> int:
     total = 0
-    for p in parquet_files(data_root, dataset):
+    for p in parquet_files(data_root, dataset, layer):
         try:
             total += pq.read_metadata(p).num_rows
         except OSError:
             pass
     return total
+
+
+def assert_flush_shards(sizes: list[int], max_events: int) -> None:
+    """Shard sizes of a stream run that had both a count-triggered and a time-triggered
+    flush, none larger than the count."""
+    assert max_events in sizes, "no count-triggered shard"
+    assert any(s < max_events for s in sizes), "no time-triggered shard"
+    assert max(sizes) <= max_events
+
+
+def dead_letter_reasons(data_root: str, layer: str, bad) -> list[str]:
+    """Checks that ``<layer>/_dead_letter`` holds exactly one row per (subject, payload) of
+    ``bad``, each with its stream sequence and receive time; returns their reasons in the
+    order of ``bad``."""
+    dead = pq.read_table(os.path.join(data_root, layer, "_dead_letter")).to_pylist()
+    assert len(dead) == len(bad)
+    by_payload = {d["payload"]: d for d in dead}
+    assert set(by_payload) == {p for _, p in bad}
+    assert all(d["stream_seq"] > 0 and d["received_ns"] > 0 for d in dead)
+    return [by_payload[p]["reason"] for _, p in bad]
