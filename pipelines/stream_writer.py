@@ -7,13 +7,18 @@ asyncio code (the seed's ``BronzeWriter`` / ``GoldWriter`` API).
     await writer.stop()      # SIGTERM: stop consuming, flush every buffer, ack, exit 0
 
 The pipeline runs in its own process, so a crash of the caller cannot leave half-written
-shards, and ``stop`` is the same drain a user gets with Ctrl-C.  ``bus`` is a
+shards, and ``stop`` is the same drain a user gets with Ctrl-C.  The child runs in its own
+session, so a terminal's Ctrl-C reaches only the caller, which drains it once with SIGTERM
+(a second signal would cancel the drain), and it receives SIGTERM, i.e. drains, if the
+caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``).  ``bus`` is a
 ``NatsBus``, ``NatsSettings`` or a NATS URL.  A subclass names the pipeline module and the
 consumer role (configs/streams.yaml ``consumers.<role>``) whose binding means "started".
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -27,6 +32,17 @@ from io_connectors.config import PROJECT_ROOT
 from io_connectors.nats_bus import NatsBus
 from io_connectors.nats_settings import NatsSettings, connect
 from io_connectors.nats_streams import consumer_spec
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _drain_when_parent_dies() -> None:
+    """In the child, before exec: SIGTERM (= drain) when the parent process dies."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _settings(bus) -> NatsSettings:
@@ -87,7 +103,8 @@ class StreamWriter:
             if value:
                 env[f"NATS_{key.upper()}"] = value
         self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True, preexec_fn=_drain_when_parent_dies)
         spec = consumer_spec(self.role)
         nc = await connect(self.settings)
         try:

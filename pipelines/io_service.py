@@ -1,0 +1,145 @@
+"""``IOService``: the streaming half of the lake in one service: ``BronzeWriter``
+(``market.*`` -> Bronze) and ``GoldWriter`` (``levels.signals`` -> Gold), started together
+and drained together.
+
+    python -m pipelines.io_service [--nats_url URL] [--data_root D] [--log_dir DIR]
+                                   [--runner DirectRunner] [--bronze_arg=--flag ...]
+
+Start-up: the streams are ensured, then both pipelines are launched and the service
+reports ready once both durable consumers are bound.  SIGINT (Ctrl-C) or SIGTERM: both
+pipelines drain at the same time (stop consuming, flush every buffer, ack) and the service
+exits 0 if both drained cleanly.  A pipeline that exits on its own (it already restarts
+a crashed job itself, see ``--max_restarts``) makes the service drain the other one and
+exit 1, so a supervisor (systemd, Kubernetes) sees the failure.  Each pipeline writes its
+log to ``<log_dir>/<name>.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Optional, Sequence, Union
+
+from io_connectors.config import ConfigError
+from io_connectors.lake_storage import resolve_data_root
+from io_connectors.nats_bus import NatsBus
+from io_connectors.nats_settings import NatsSettings
+from pipelines.bronze_writer import BronzeWriter
+from pipelines.gold_writer import GoldWriter
+from pipelines.runner_setup import configure_logging, fail
+
+_LOG = logging.getLogger("io_service")
+
+
+class IOService:
+    """Runs BronzeWriter and GoldWriter as one service (see the module docstring).
+
+    In: the bus (NatsBus / NatsSettings / URL; default env/config), the data root, the
+    runner, a folder for the pipelines' logs, extra flags per pipeline.  Out: the two
+    streaming pipelines, running until ``stop``.  Guarantees: ``stop`` drains both (each
+    acks only what it durably wrote); a failure of either is reported by ``wait``.
+    """
+
+    def __init__(self, bus: Union[NatsBus, NatsSettings, str, None] = None,
+                 data_root: Optional[str] = None, runner: str = "DirectRunner",
+                 log_dir: Optional[str] = None, bronze_args: Sequence[str] = (),
+                 gold_args: Sequence[str] = ()):
+        self.data_root = resolve_data_root(data_root)
+        log = (lambda name: os.path.join(log_dir, f"{name}.log")) if log_dir else (lambda _: None)
+        if log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+        self.writers = {
+            "bronze": BronzeWriter(bus=bus, data_root=self.data_root, runner=runner,
+                                   extra_args=bronze_args, log_path=log("bronze_stream")),
+            "gold": GoldWriter(bus=bus, data_root=self.data_root, runner=runner,
+                               extra_args=gold_args, log_path=log("gold_stream")),
+        }
+        self.settings = self.writers["bronze"].settings
+
+    async def start(self, timeout: float = 90.0) -> None:
+        """Ensures the streams, launches both pipelines, returns once both consume."""
+        async with NatsBus(self.settings):      # connect = ensure the lake's streams
+            pass
+        results = await asyncio.gather(*(w.start(timeout) for w in self.writers.values()),
+                                       return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.stop()
+            raise errors[0]
+        _LOG.info("io_service ready: bronze and gold pipelines consuming into %s",
+                  self.data_root)
+
+    def exited(self) -> dict[str, int]:
+        """Pipelines that have exited, with their exit codes."""
+        return {name: w.proc.returncode for name, w in self.writers.items()
+                if w.proc is not None and w.proc.poll() is not None}
+
+    async def wait(self, stop_requested: asyncio.Event, poll_s: float = 0.5) -> dict[str, int]:
+        """Returns when ``stop_requested`` is set ({}) or a pipeline exits on its own
+        ({name: exit code})."""
+        while not stop_requested.is_set():
+            gone = self.exited()
+            if gone:
+                return gone
+            try:
+                await asyncio.wait_for(stop_requested.wait(), poll_s)
+            except asyncio.TimeoutError:
+                pass
+        return {}
+
+    async def stop(self, timeout: float = 40.0) -> dict[str, int]:
+        """Drains both pipelines at once; returns {name: exit code} (0 = drained)."""
+        names = list(self.writers)
+        codes = await asyncio.gather(*(self.writers[n].stop(timeout) for n in names),
+                                     return_exceptions=True)
+        return {n: (c if isinstance(c, int) else 1) for n, c in zip(names, codes)}
+
+
+async def serve(service: IOService) -> int:
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    await service.start()
+    failed = await service.wait(stop_requested)
+    if failed:
+        _LOG.error("pipeline(s) exited on their own: %s; draining the rest", failed)
+    else:
+        _LOG.info("stop requested: draining both pipelines")
+    codes = await service.stop()
+    codes.update(failed)
+    _LOG.info("io_service stopped: %s", codes)
+    return 0 if not failed and all(c == 0 for c in codes.values()) else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipelines.io_service",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nats_url", default=None)
+    ap.add_argument("--data_root", default=None)
+    ap.add_argument("--runner", default="DirectRunner")
+    ap.add_argument("--log_dir", default=None, help="pipeline logs (default: discarded)")
+    ap.add_argument("--bronze_arg", action="append", default=[],
+                    help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2")
+    ap.add_argument("--gold_arg", action="append", default=[], help="extra gold_stream flag")
+    ap.add_argument("--log_level", default="INFO")
+    args = ap.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,
+                            runner=args.runner, log_dir=args.log_dir,
+                            bronze_args=args.bronze_arg, gold_args=args.gold_arg)
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        return asyncio.run(serve(service))
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""IOService: Bronze and Gold streaming pipelines as one service against a real
+nats-server: both land data; Ctrl-C drains both (exit 0); a dead pipeline makes the
+service drain the other and exit 1; a killed service makes its pipelines drain."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.helpers import (consumer_bound, consumer_state, count_rows, kill_group, publish,
+                           start_pipeline)
+from transforms.sample_events import sample_events
+from transforms.synthetic_session import synthetic_session
+
+BRONZE = ("MARKET_DATA", "bronze_writer_market_data")
+GOLD = ("LEVEL_SIGNALS", "gold_writer_levels_signals")
+HOUR_14 = 1_734_357_600_000_000_000          # 2024-12-16T14:00Z
+
+
+def _signals(n):
+    out = []
+    for subject, event in synthetic_session("2024-12-16", scale=0.01, seed=2):
+        if subject == "levels.signals" and event["levels"]:
+            out.append((subject, event))
+            if len(out) == n:
+                return out
+    return out
+
+
+def _children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:                  # a zombie is not alive
+        return fh.read().split(") ")[1][0] != "Z"
+
+
+@pytest.fixture
+def service(nats_server, tmp_path):
+    data_root = str(tmp_path / "lake")
+    proc = start_pipeline("pipelines.io_service", f"--nats_url={nats_server.url}",
+                          f"--data_root={data_root}", f"--log_dir={tmp_path / 'logs'}",
+                          "--bronze_arg=--flush_max_seconds=1",
+                          "--gold_arg=--flush_max_seconds=1",
+                          log_path=str(tmp_path / "service.log"))
+    try:
+        wait_for(lambda: consumer_bound(nats_server.url, *BRONZE)
+                 and consumer_bound(nats_server.url, *GOLD), 120, message="both consumers")
+        yield proc, data_root
+    finally:
+        for child in _children(proc.pid):
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        kill_group(proc)
+
+
+def test_both_pipelines_land_data_and_ctrl_c_drains_both(service, nats_server, tmp_path):
+    proc, data_root = service
+    trades = list(sample_events(HOUR_14, 10, trades_per_second=50, seed=3))
+    publish(nats_server.url, trades)
+    publish(nats_server.url, _signals(40))
+    wait_for(lambda: count_rows(data_root, "futures/trades") > 0
+             and count_rows(data_root, "levels/signals", layer="gold") > 0, 60,
+             message="rows in Bronze and Gold")
+    children = _children(proc.pid)
+    assert len(children) == 2
+    os.killpg(proc.pid, signal.SIGINT)       # a terminal's Ctrl-C: the whole process group
+    assert proc.wait(60) == 0
+    assert not any(_alive(c) for c in children)
+    assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
+    assert consumer_state(nats_server.url, *GOLD) == (0, 0)
+    assert count_rows(data_root, "futures/trades") >= sum(
+        1 for s, _ in trades if s == "market.futures.trades")
+    for name in ("bronze_stream", "gold_stream"):          # each drained cleanly
+        assert f"{name} finished (exit 0)" in open(tmp_path / "logs" / f"{name}.log").read()
+
+
+def test_a_dead_pipeline_stops_the_service_with_exit_1(service, nats_server, tmp_path):
+    proc, _ = service
+    gold = [c for c in _children(proc.pid)
+            if "gold_stream" in open(f"/proc/{c}/cmdline").read()]
+    assert len(gold) == 1
+    os.killpg(gold[0], signal.SIGKILL)
+    assert proc.wait(60) == 1
+    assert "exited on their own" in open(tmp_path / "service.log").read()
+    assert consumer_state(nats_server.url, *BRONZE)[1] == 0
+
+
+def test_a_killed_service_leaves_no_pipeline_running(service, nats_server):
+    proc, data_root = service
+    children = _children(proc.pid)
+    publish(nats_server.url, list(sample_events(HOUR_14, 5, trades_per_second=50, seed=4)))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    wait_for(lambda: not any(_alive(c) for c in children), 60,
+             message="the pipelines to drain after their parent died")
+    assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
