@@ -1,14 +1,16 @@
 """``./run.sh demo``: the lake end to end on embedded defaults.
 
 Starts a local NATS server (JetStream, free port, its own store), launches the streaming
-Bronze pipeline on the DirectRunner (Prism) through ``BronzeWriter``, publishes a few
-minutes of a synthetic ES session (front and next contract trades, MBP-10 books, 0DTE
-option trades, plus two malformed messages), stops the pipeline with the same drain a
-SIGTERM gets, and prints what landed where.  Then Silver: the full session of the date
+Bronze and Gold pipelines on the DirectRunner (Prism) through ``IOService``, publishes a
+few minutes of a synthetic ES session (front and next contract trades, MBP-10 books, 0DTE
+option trades, level signals, plus two malformed messages), drains both pipelines the way
+a SIGTERM does, and prints what landed where.  Then Silver: the full session of the date
 (and three lighter warm-up weekdays before it, for the 2-minute SMAs) is backfilled into
 Bronze from Databento DBN files with the bounded ``bronze_backfill`` pipeline (the
 streamed window is in it again; the reader's deduplication removes the copies), and the
 v3.1.0 feature set is built for the date with ``SilverFeatureBuilder`` on the DirectRunner.
+Then Gold: the Silver version is promoted to the training dataset ``demo_signals`` with
+``GoldCurator`` (gates evaluated, including the causality spot check) and validated.
 
     python -m pipelines.demo [--data_root DIR] [--date 2024-12-16] [--start_utc 14:56]
                              [--minutes 8] [--scale 0.5] [--skip_silver]
@@ -35,7 +37,8 @@ from io_connectors.lake_storage import LakeStorage
 from io_connectors.nats_bus import NatsBus
 from io_connectors.nats_server import EmbeddedNatsServer
 from io_connectors.nats_settings import NatsSettings
-from pipelines.bronze_writer import BronzeWriter
+from pipelines.gold_curator import GoldCurator
+from pipelines.io_service import IOService
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.silver.session import previous_weekdays
 from transforms.synthetic_session import synthetic_session
@@ -52,10 +55,11 @@ def _session_window(date: str, start_utc: str, minutes: float, scale: float) -> 
     lo = int(start.timestamp()) * 10**9
     hi = lo + int(minutes * 60) * 10**9
     out = []
-    for subject, event in synthetic_session(date, scale=scale, seed=11, signals=False):
-        if event["ts_event_ns"] >= hi:
+    for subject, event in synthetic_session(date, scale=scale, seed=11, signals=True):
+        ts = event["ts"] * 1_000_000 if subject == "levels.signals" else event["ts_event_ns"]
+        if ts >= hi:
             break
-        if event["ts_event_ns"] >= lo:
+        if ts >= lo:
             out.append((subject, event))
     return out
 
@@ -80,10 +84,14 @@ async def _publish(bus: NatsBus, events: list) -> dict:
 def _report(data_root: str, date: str) -> None:
     storage = LakeStorage(data_root)
     _say(f"Bronze under {os.path.join(data_root, 'bronze')}:")
-    for dataset in ("futures/trades", "futures/mbp10", "options/trades", "_dead_letter"):
+    for layer, dataset in (("bronze", "futures/trades"), ("bronze", "futures/mbp10"),
+                           ("bronze", "options/trades"), ("bronze", "_dead_letter"),
+                           ("gold", "levels/signals")):
         by_partition: dict = {}
-        for path in storage.list_files(f"bronze/{dataset}"):
-            rel = os.path.relpath(os.path.dirname(path), storage.path(f"bronze/{dataset}"))
+        if layer == "gold" and dataset == "levels/signals":
+            _say(f"Gold streaming under {os.path.join(data_root, 'gold')}:")
+        for path in storage.list_files(f"{layer}/{dataset}"):
+            rel = os.path.relpath(os.path.dirname(path), storage.path(f"{layer}/{dataset}"))
             by_partition.setdefault(rel, [0, 0])
             by_partition[rel][0] += 1
             by_partition[rel][1] += pq.read_metadata(path).num_rows
@@ -155,9 +163,25 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
     return 0
 
 
+def _gold(data_root: str) -> int:
+    _say("Gold: promoting Silver v3.1.0 to the training dataset 'demo_signals' ...")
+    curator = GoldCurator(data_root=data_root)
+    result = curator.promote_to_training("v3.1.0", "demo_signals", notes="demo", force=True)
+    for name, gate in result["gates"].items():
+        outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
+        print(f"    gate {name:<13} {outcome}")
+    report = curator.validate_dataset("demo_signals")
+    _say(f"Gold training dataset {curator.storage.path(result['path'])}: "
+         f"{report['row_count']} signals x {report['column_count']} columns, outcomes "
+         f"{report['label_distribution']}, validation "
+         f"{'passed' if report['success'] else 'FAILED'}")
+    _say(f"catalog: {[d['dataset_name'] for d in curator.list_datasets()]}")
+    return 0 if report["success"] else 1
+
+
 async def main_async(args) -> int:
     data_root = resolve_path(args.data_root)
-    for layer in ("bronze", "silver"):
+    for layer in ("bronze", "silver", "gold"):
         if os.path.isdir(os.path.join(data_root, layer)) and not args.keep:
             shutil.rmtree(os.path.join(data_root, layer))
     store = tempfile.mkdtemp(prefix="demo-nats-")
@@ -165,25 +189,29 @@ async def main_async(args) -> int:
         _say(f"NATS JetStream at {server.url} (store {store})")
         settings = NatsSettings(url=server.url)
         bus = await NatsBus(settings).connect()
-        log = os.path.join(tempfile.gettempdir(), "demo-bronze_stream.log")
-        writer = BronzeWriter(bus=bus, data_root=data_root, log_path=log)
+        logs = os.path.join(tempfile.gettempdir(), "demo-logs")
+        service = IOService(bus=bus, data_root=data_root, log_dir=logs)
         t0 = time.monotonic()
-        await writer.start()
-        _say(f"bronze_stream running on the DirectRunner (Prism) in {time.monotonic() - t0:.1f}s; "
-             f"log: {log}")
+        await service.start()
+        _say(f"bronze_stream and gold_stream running on the DirectRunner (Prism) in "
+             f"{time.monotonic() - t0:.1f}s; logs in {logs}")
         events = _session_window(args.date, args.start_utc, args.minutes, args.scale)
         counts = await _publish(bus, events)
         _say(f"published {counts}")
         await asyncio.sleep(args.linger)
-        _say("stopping bronze_stream (SIGTERM: stop consuming, flush, ack)")
-        code = await writer.stop()
+        _say("stopping both pipelines (SIGTERM: stop consuming, flush, ack)")
+        codes = await service.stop()
         await bus.close()
-        _say(f"bronze_stream exited with {code}")
+        code = max(codes.values())
+        _say(f"pipelines exited with {codes}")
     shutil.rmtree(store, ignore_errors=True)
     _report(data_root, args.date)
     if code != 0 or args.skip_silver:
         return code
-    return _silver(data_root, args.date, args.scale, args.warmup_scale)
+    code = _silver(data_root, args.date, args.scale, args.warmup_scale)
+    if code != 0:
+        return code
+    return _gold(data_root)
 
 
 def main(argv=None) -> int:
