@@ -50,6 +50,9 @@ setup_prism() {
 setup() {
   setup_python
   setup_prism
+  # bytecode of the project's own modules, so that pipeline processes do not recompile
+  # them at every start (environments with PYTHONDONTWRITEBYTECODE never cache it)
+  "$PY" -m compileall -q -j 0 pipelines transforms io_connectors benchmarks >/dev/null
   export PRISM_LOCATION="$PRISM"
 }
 

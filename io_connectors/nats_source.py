@@ -38,6 +38,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from io_connectors import async_runtime
 from io_connectors.nats_ack import parse_ack_token
+from io_connectors.nats_fast_delivery import deliver_into
 from io_connectors.nats_settings import NatsSettings
 from io_connectors.nats_streams import ConsumerSpec, ensure_consumer, ensure_streams
 
@@ -176,9 +177,13 @@ class _SharedSubscription:
             self.draining = True
 
         limit = max(cfg.consumer.max_ack_pending * 2, 65536)
-        self.subs.append(await self.nc.subscribe(
+        sub = await self.nc.subscribe(
             cfg.consumer.deliver_subject, queue=cfg.consumer.durable, cb=on_msg,
-            pending_msgs_limit=limit, pending_bytes_limit=512 * 1024 * 1024))
+            pending_msgs_limit=limit, pending_bytes_limit=512 * 1024 * 1024)
+        # Messages straight into the buffer, without nats-py's per-message Msg, queue and
+        # callback (the callback above stays as the fallback and for anything else).
+        deliver_into(self.nc, sub, buf)
+        self.subs.append(sub)
         if cfg.control_subject:
             self.subs.append(await self.nc.subscribe(cfg.control_subject, cb=on_control))
         await self.nc.flush()

@@ -18,6 +18,10 @@ configuration and the main loop are those of ``pipelines.stream_config`` (role `
 """
 from __future__ import annotations
 
+if __name__ == "__main__":      # a streaming worker: skip optional plugins it never uses
+    from pipelines.lean_imports import skip_unused_optional_modules
+    skip_unused_optional_modules()
+
 import functools
 import sys
 
