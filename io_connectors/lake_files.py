@@ -13,14 +13,7 @@ import uuid
 from typing import Any, Optional
 
 from io_connectors.lake_storage import LakeStorage
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from io_connectors.local_processes import fsync_dir
 
 
 def replace_bytes(storage: LakeStorage, rel: str, data: bytes) -> None:

@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from io_connectors.local_processes import kill_process, stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -70,19 +72,11 @@ class EmbeddedNatsServer:
         raise RuntimeError(f"nats-server did not answer on port {self.port} in {timeout}s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill_process(self.proc)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import pyarrow.fs as pafs
 
+from io_connectors.local_processes import kill_process, stop_process
 from io_connectors.nats_server import free_port
 
 # One volume per collection (= bucket) instead of seven: tests create a bucket each.
@@ -161,19 +162,11 @@ class EmbeddedS3Server:
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s`` (the filer's gRPC shutdown alone can
         take 15 s)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace_s)
         self.proc = None
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill_process(self.proc)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from io_connectors import lake_files
-from io_connectors.lake_files import fsync_dir
+from io_connectors.local_processes import fsync_dir
 from io_connectors.lake_storage import LakeStorage
 
 SIGNALS = "signals.parquet"

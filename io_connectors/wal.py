@@ -40,6 +40,8 @@ from typing import Iterator, Optional, Union
 
 import orjson
 
+from io_connectors.local_processes import fsync_dir
+
 _LOG = logging.getLogger(__name__)
 _HEAD = struct.Struct("<II")          # body length, crc32(body)
 _BODY = struct.Struct("<QHH")         # seq, msg_id length, subject length
@@ -103,14 +105,6 @@ def _valid_record_after(data: bytes, start: int) -> bool:
                 zlib.crc32(data[off + _HEAD.size:end]) == crc:
             return True
     return False
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WALManager:
@@ -246,7 +240,7 @@ class WALManager:
             self._segments.append((path, first, first_seq - 1))
         path = os.path.join(self.directory, f"{_PREFIX}{first_seq:020d}{_SUFFIX}")
         fh = open(path, "ab")
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._active, self._active_size = (path, fh, first_seq), 0
 
     # ---- reading and trimming ----------------------------------------------------------
@@ -292,7 +286,7 @@ class WALManager:
             self._segments = [s for s in self._segments if s[2] > seq]
             for path, _, _ in doomed:
                 os.unlink(path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             return len(doomed)
 
     def segment_count(self) -> int:
