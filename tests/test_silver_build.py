@@ -184,3 +184,19 @@ def test_cli_rejects_a_bad_manifest_and_bad_dates_with_exit_2(tmp_path):
     assert out.returncode == 2 and "2024-13-01" in out.stderr
     out = _cli("--manifest", MANIFEST_PATH, "--dates", "all", "--data_root", str(tmp_path))
     assert out.returncode == 2 and "no Bronze futures trades" in out.stderr
+
+
+def test_the_same_pipeline_on_another_runner_gives_the_same_features(built, lake, tmp_path):
+    """Nothing in the Silver pipeline depends on Prism: Beam's FnApiRunner with two worker
+    processes builds the same signals (here into a second lake over the same Bronze)."""
+    builder, _ = built
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    os.symlink(lake.path("bronze"), other_root / "bronze")
+    other = SilverFeatureBuilder(data_root=str(other_root), pipeline_args=[
+        "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2"])
+    stats = other.build_feature_set(MANIFEST_PATH, DAYS)
+    assert stats["dates_built"] == DAYS
+    pd.testing.assert_frame_equal(other.load_features("v3.1.0"),
+                                  builder.load_features("v3.1.0"))
