@@ -20,7 +20,8 @@ from io_connectors.config import ConfigError, load_config
 from io_connectors.dbn_source import ReadDbnMessages
 from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.parquet_shards import WriteParquetShards
-from pipelines.runner_setup import UsageError, configure_logging, fail, prepare_runner
+from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
+                                    reject_unknown_flags)
 from pipelines.streaming_launcher import summarize
 from transforms.bronze_route import ParseMarketMessages
 from transforms.flush_policy import BoundedShards
@@ -54,10 +55,12 @@ def build(p: beam.Pipeline, files: list[str], storage: LakeStorage, max_events: 
 
 
 def main(argv=None) -> int:
-    options = BackfillOptions(argv if argv is not None else sys.argv[1:])
+    args = list(argv) if argv is not None else sys.argv[1:]
+    options = BackfillOptions(args)
     o = options.view_as(BackfillOptions)
     configure_logging(o.log_level)
     try:
+        reject_unknown_flags(args)
         if not o.files:
             raise UsageError("--files needs at least one DBN file")
         max_events = o.shard_max_events or int(

@@ -16,7 +16,7 @@ import sys
 
 from io_connectors.config import ConfigError
 from pipelines.gold_curator import GoldCurator, PromotionError
-from pipelines.runner_setup import UsageError, configure_logging, fail
+from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 
 
 def main(argv=None) -> int:
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     args, beam_args = ap.parse_known_args(argv)
     configure_logging(args.log_level)
     try:
+        reject_unknown_flags(beam_args, [o for a in ap._actions for o in a.option_strings])
         curator = GoldCurator(data_root=args.data_root,
                               pipeline_args=beam_args or ["--runner=DirectRunner"])
         if args.list:

@@ -8,10 +8,11 @@ Prism cannot start; the Prism binary is the one ``./run.sh setup`` built.
 from __future__ import annotations
 
 import gc
+import difflib
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import NoReturn, Sequence
 
 from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
                                                   PrismRunnerOptions, StandardOptions)
@@ -36,6 +37,33 @@ def prism_location(options: PipelineOptions) -> str:
         raise UsageError(f"Prism binary not found at {path}: run ./run.sh setup "
                          "(it builds Prism with Go) or pass --prism_location")
     return path
+
+
+def reject_unknown_flags(argv: Sequence[str], also_known: Sequence[str] = ()) -> None:
+    """UsageError naming the first flag no Beam or project option class knows (Beam itself
+    only warns and drops it, so a typo such as ``--nats_ur`` would silently use a default),
+    with the closest known flag (Beam's, the project's, or ``also_known``) as a hint."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+    parser = _BeamArgumentParser(allow_abbrev=False, conflict_handler="resolve")
+    seen: dict = {}
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:                        # every option class, subclasses of subclasses too
+        cls = todo.pop()
+        if str(cls) not in seen:
+            seen[str(cls)] = cls
+            todo.extend(cls.__subclasses__())
+    for cls in seen.values():
+        if "_add_argparse_args" in vars(cls):          # each class adds only its own flags
+            cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, unknown = parser.parse_known_args(list(argv))
+    flags = [u for u in unknown if u.startswith("-")]
+    if flags:
+        known = [o for a in parser._actions for o in a.option_strings] + list(also_known)  # pylint: disable=protected-access
+        name = flags[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1)
+        raise UsageError(f"unknown flag {flags[0]}" + (f" (did you mean {close[0]}?)" if close else ""))
+    if unknown:
+        raise UsageError(f"unexpected argument {unknown[0]!r}")
 
 
 def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions:

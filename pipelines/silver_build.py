@@ -16,12 +16,10 @@ import datetime as dt
 import json
 import sys
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from io_connectors.bronze_reader import BronzeReader
 from io_connectors.config import ConfigError
 from io_connectors.lake_storage import LakeStorage, resolve_data_root
-from pipelines.runner_setup import UsageError, configure_logging, fail
+from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest
 
@@ -70,7 +68,7 @@ def main(argv=None) -> int:
         manifest = load_manifest(args.manifest)
         storage = LakeStorage(resolve_data_root(args.data_root))
         dates = parse_dates(args.dates, storage, manifest.parameter("bronze.symbol_root"))
-        PipelineOptions(beam_args).get_all_options(retain_unknown_options=False)
+        reject_unknown_flags(beam_args, [o for a in parser._actions for o in a.option_strings])
         builder = SilverFeatureBuilder(storage=storage,
                                        pipeline_args=beam_args or ["--runner=DirectRunner"])
         stats = builder.build_feature_set(manifest, dates, force=args.force)

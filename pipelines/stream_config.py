@@ -24,6 +24,7 @@ from io_connectors.lake_storage import LakeStorage, resolve_data_root
 from io_connectors.nats_settings import NatsSettings
 from io_connectors.nats_streams import ConsumerSpec, consumer_spec
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
+                                    reject_unknown_flags,
                                     tune_gc_for_streaming)
 from pipelines.streaming_launcher import run_supervised, summarize
 
@@ -127,10 +128,12 @@ def run_stream(name: str, role: str, prepare: Prepare,
     code (0: ended or drained; 1: failed or drain timed out).  Exits 2 on a bad flag or
     config value, before anything starts."""
     log = logging.getLogger(name)
-    options = options_cls(list(argv) if argv is not None else sys.argv[1:])
+    args = list(argv) if argv is not None else sys.argv[1:]
+    options = options_cls(args)
     o = options.view_as(options_cls)
     configure_logging(o.log_level)
     try:
+        reject_unknown_flags(args)
         cfg = StreamConfig.from_options(o, role)
         build = prepare(o, cfg)
         prepare_runner(options, streaming=True)

@@ -221,6 +221,11 @@ def test_bad_flags_stop_with_a_message(nats_server, tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipelines.bronze_stream", "--nats_url=http://x"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "must start with nats://" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_stream",
+                        f"--nats_ur={nats_server.url}"],          # a typo: not a default
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown flag --nats_ur" in r.stderr
+    assert "did you mean --nats_url?" in r.stderr
 
 
 def test_burst_into_running_pipeline_lands_each_event_exactly_once(nats_server, tmp_path):

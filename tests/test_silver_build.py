@@ -200,3 +200,9 @@ def test_the_same_pipeline_on_another_runner_gives_the_same_features(built, lake
     assert stats["dates_built"] == DAYS
     pd.testing.assert_frame_equal(other.load_features("v3.1.0"),
                                   builder.load_features("v3.1.0"))
+
+
+def test_cli_rejects_a_misspelled_flag_naming_it(tmp_path):
+    out = _cli("--manifest", MANIFEST_PATH, "--dates", "2024-12-16", "--froce",
+               "--data_root", str(tmp_path))
+    assert out.returncode == 2 and "unknown flag --froce (did you mean --force?)" in out.stderr
