@@ -185,3 +185,82 @@ def test_pyarrow_leniencies_are_refused():
         # two values in one payload with an empty one next to it: row count still matches
     assert parse_trade_batch([msg(base + base, 0), msg(b"", 1)]) is None
     assert parse_trade_batch([msg(base + b"\n" + base, 0), msg(b" ", 1)]) is None
+
+
+# --------------------------------------------------------------------------- cut and write
+
+def _pieces(n, start, rng):
+    msgs = [msg(orjson.dumps(trade(rng, symbol="ESZ4", ts_event_ns=TS + i)), start + i)
+            for i in range(n)]
+    pieces = parse_trade_batch(msgs)
+    assert len(pieces) == 1
+    return pieces[0], route_batch(msgs)
+
+
+def _bundle(dofn, batches):
+    from apache_beam.utils.timestamp import Timestamp
+    dofn.start_bundle()
+    full = []
+    for i, batch in enumerate(batches):
+        full.extend(dofn.process(batch, ts=Timestamp(100 + i)))
+    return full, [r.value for r in dofn.finish_bundle()]
+
+
+def _flat(full):
+    from transforms.columnar_trades import ColumnarShard
+    out = []
+    for key, value in full:
+        if isinstance(value, ColumnarShard):
+            assert value.table.num_rows == len(value.tokens)
+            out.append((key, list(zip(value.tokens, table_rows(value.table)))))
+        else:
+            out.append((key, value))
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 5], [10], [1, 1, 1, 1, 1, 1, 1], [2, 9, 3, 7]])
+def test_cut_full_shards_mixed_columnar_and_tuple_values_match_the_tuple_path(sizes):
+    from transforms.columnar_trades import ColumnarShard
+    from transforms.flush_policy import _CutFullShards
+    rng = random.Random(sum(sizes))
+    col_batches, tuple_batches, start = [], [], 0
+    for j, n in enumerate(sizes):
+        piece, pairs = _pieces(n, start, rng)
+        start += n
+        # alternate: columnar piece, plain pairs, piece + pairs in one list
+        col_batches.append([piece] if j % 3 == 0 else pairs if j % 3 == 1
+                           else [piece._replace(tokens=piece.tokens[:1], table=piece.table.slice(0, 1))]
+                           + pairs[1:])
+        tuple_batches.append(pairs)
+    full_c, rest_c = _bundle(_CutFullShards(4), col_batches)
+    full_t, rest_t = _bundle(_CutFullShards(4), tuple_batches)
+    assert _flat(full_c) == full_t
+    assert [(r.value, r.timestamp) for r in rest_c] == [(r.value, r.timestamp) for r in rest_t]
+    assert all(len(v.tokens if isinstance(v, ColumnarShard) else v) == 4 for _, v in full_c)
+    if sizes == [10]:
+        assert all(isinstance(v, ColumnarShard) for _, v in full_c) and len(full_c) == 2
+
+
+def test_writer_columnar_shard_same_file_content_and_acks(tmp_path, prism_options):
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from io_connectors.lake_storage import LakeStorage
+    from io_connectors.parquet_shards import WriteParquetShards
+    from transforms.columnar_trades import ColumnarShard
+    from transforms.partitioning import shard_layout
+    rng = random.Random(5)
+    msgs = [msg(orjson.dumps(trade(rng, symbol="ESZ4", ts_event_ns=TS + rng.randrange(50))), i)
+            for i in range(60)]
+    (piece,) = parse_trade_batch(msgs)
+    pairs = route_batch(msgs)
+    out = {}
+    for name, shard in (("col", (piece.key, ColumnarShard(piece.tokens, piece.table))),
+                        ("tup", (piece.key, [v for _, v in pairs]))):
+        storage = LakeStorage(str(tmp_path / name))
+        with TestPipeline(options=prism_options(streaming=False)) as p:
+            _ = p | beam.Create([shard]) | WriteParquetShards(storage, shard_layout, None)
+        (f,) = storage.list_files("bronze")
+        out[name] = pq.read_table(f)
+    assert out["col"].schema == FUTURES_TRADES
+    assert out["col"].equals(out["tup"])
