@@ -7,7 +7,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from transforms.bronze_route import route_batch
+from transforms.bronze_route import route_batch, route_batch_columnar
 from transforms.columnar_trades import (ColumnarShardPiece, parse_trade_batch, table_rows)
 from transforms.schemas import FUTURES_TRADES
 
@@ -185,6 +185,19 @@ def test_pyarrow_leniencies_are_refused():
         # two values in one payload with an empty one next to it: row count still matches
     assert parse_trade_batch([msg(base + base, 0), msg(b"", 1)]) is None
     assert parse_trade_batch([msg(base + b"\n" + base, 0), msg(b" ", 1)]) is None
+
+
+def test_route_batch_columnar_keeps_other_subjects_and_falls_back_whole():
+    rng = random.Random(3)
+    trades = [msg(orjson.dumps(trade(rng)), i) for i in range(100)]
+    other = ("market.futures.mbp10", b"{}", 999, TS, "tokx")
+    out = route_batch_columnar(trades + [other])
+    pieces = [e for e in out if isinstance(e, ColumnarShardPiece)]
+    pairs = [e for e in out if not isinstance(e, ColumnarShardPiece)]
+    assert pairs == route_batch([other])
+    assert got(pieces) == expected(trades)
+    bad = trades + [msg(b"{", 100)]
+    assert route_batch_columnar(bad) == route_batch(bad)
 
 
 # --------------------------------------------------------------------------- cut and write
