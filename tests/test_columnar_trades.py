@@ -7,7 +7,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from transforms.bronze_route import route_batch, route_batch_columnar
+from transforms.bronze_route import MIN_COLUMNAR_TRADES, route_batch, route_batch_columnar
 from transforms.columnar_trades import (ColumnarShardPiece, parse_trade_batch, table_rows)
 from transforms.schemas import FUTURES_TRADES
 
@@ -189,15 +189,17 @@ def test_pyarrow_leniencies_are_refused():
 
 def test_route_batch_columnar_keeps_other_subjects_and_falls_back_whole():
     rng = random.Random(3)
-    trades = [msg(orjson.dumps(trade(rng)), i) for i in range(100)]
+    trades = [msg(orjson.dumps(trade(rng)), i) for i in range(MIN_COLUMNAR_TRADES)]
     other = ("market.futures.mbp10", b"{}", 999, TS, "tokx")
     out = route_batch_columnar(trades + [other])
     pieces = [e for e in out if isinstance(e, ColumnarShardPiece)]
     pairs = [e for e in out if not isinstance(e, ColumnarShardPiece)]
     assert pairs == route_batch([other])
     assert got(pieces) == expected(trades)
-    bad = trades + [msg(b"{", 100)]
+    bad = trades + [msg(b"{", len(trades))]
     assert route_batch_columnar(bad) == route_batch(bad)
+    few = trades[:MIN_COLUMNAR_TRADES - 1] + [other]
+    assert route_batch_columnar(few) == route_batch(few)
 
 
 # --------------------------------------------------------------------------- cut and write
