@@ -3,7 +3,8 @@
 Input: ``(shard_key, [(ack_token, row_tuple), ...])`` shards (see
 ``transforms.flush_policy``), or ``(shard_key, ColumnarShard(tokens, table))``: the same
 shard in columnar form (a table already in the key's schema, in any order; it is sorted
-stably by the sort column exactly like ``rows_to_table`` sorts the tuples).  Each shard becomes one zstd Parquet file
+stably by the sort column exactly as ``rows_to_table`` sorts the tuples; the same file
+name, acks and metrics).  Each shard becomes one zstd Parquet file
 ``part-HHMMSS-<unique>.parquet`` (HHMMSS = UTC time of its earliest row) in the key's
 folder, written atomically and durably, and only then are its messages acked to JetStream.  A failed write is retried with backoff and finally fails
 the bundle without acking, so the messages are redelivered; nothing is acked unwritten.
