@@ -1,7 +1,10 @@
 """``WriteParquetShards``: one Parquet file per shard, then ack the messages it holds.
 
 Input: ``(shard_key, [(ack_token, row_tuple), ...])`` shards (see
-``transforms.flush_policy``).  Each shard becomes one zstd Parquet file
+``transforms.flush_policy``), or ``(shard_key, ColumnarShard(tokens, table))``: the same
+shard in columnar form (a table already in the key's schema, in any order; it is sorted
+stably by the sort column exactly as ``rows_to_table`` sorts the tuples; the same file
+name, acks and metrics).  Each shard becomes one zstd Parquet file
 ``part-HHMMSS-<unique>.parquet`` (HHMMSS = UTC time of its earliest row) in the key's
 folder, written atomically and durably, and only then are its messages acked to JetStream.  A failed write is retried with backoff and finally fails
 the bundle without acking, so the messages are redelivered; nothing is acked unwritten.
@@ -21,12 +24,14 @@ import time
 from typing import Callable, Optional
 
 import apache_beam as beam
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from io_connectors import nats_ack
 from io_connectors.lake_storage import LakeStorage, shard_name
 from io_connectors.nats_settings import NatsSettings
 from transforms.arrow_rows import rows_to_table
+from transforms.columnar_trades import ColumnarShard, table_rows
 
 _LOG = logging.getLogger(__name__)
 
@@ -61,14 +66,28 @@ class _WriteShardDoFn(beam.DoFn):
 
     def process(self, keyed):
         key, values = keyed
-        tokens, rows = split_shard(values)
-        if not rows:
-            if tokens:                       # nothing to write: ack them now
-                self._without_rows.inc(len(tokens))
-                self._ack(tokens, "a shard without rows")
-            return
-        folder, schema, sort_col = self._layout(key)
-        table = rows_to_table(rows, schema, sort_by=sort_col)
+        if type(values) is ColumnarShard:
+            tokens, table = values
+            if not table.num_rows:
+                if tokens:
+                    self._without_rows.inc(len(tokens))
+                    self._ack(tokens, "a shard without rows")
+                return
+            folder, schema, sort_col = self._layout(key)
+            if not table.schema.equals(schema):
+                raise ValueError(f"columnar shard of {key} is not in the key's schema")
+            rows = table_rows(table) if self._content_addressed else None
+            if table.num_rows > 1:
+                table = table.take(pc.sort_indices(table[sort_col]))   # stable
+        else:
+            tokens, rows = split_shard(values)
+            if not rows:
+                if tokens:                       # nothing to write: ack them now
+                    self._without_rows.inc(len(tokens))
+                    self._ack(tokens, "a shard without rows")
+                return
+            folder, schema, sort_col = self._layout(key)
+            table = rows_to_table(rows, schema, sort_by=sort_col)
         digest = (hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
                   if self._content_addressed else None)
         rel = self._write_with_retry(folder, table, table[sort_col][0].as_py(), digest)
@@ -110,8 +129,9 @@ class _WriteShardDoFn(beam.DoFn):
 
 
 class WriteParquetShards(beam.PTransform):
-    """Writes each ``(shard_key, [(ack_token, row), ...])`` shard as one Parquet file and
-    acks its messages; outputs ``(relative_path, rows)`` per file.
+    """Writes each ``(shard_key, [(ack_token, row), ...])`` or ``(shard_key,
+    ColumnarShard(tokens, table))`` shard as one Parquet file and acks its messages (after
+    the durable write, as for tuples); outputs ``(relative_path, rows)`` per file.
 
     Args:
       storage: the lake (local or S3).

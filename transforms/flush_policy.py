@@ -20,6 +20,17 @@ buffer lives from ``start_bundle`` to ``finish_bundle`` and is emptied there):
   element per event, through ``FlushPolicy`` (the GroupByKey with the count and
   processing-time triggers), where they wait with the remainders of later bundles.
 
+Element shapes.  An input list holds ``(key, (token, row_tuple))`` pairs and/or
+``columnar_trades.ColumnarShardPiece(key, tokens, table)`` elements (the futures trades of a
+batch parsed column-wise by ``bronze_route.route_batch_columnar``: ``len(tokens)`` events
+whose rows are the table's, identical to the parser's tuples).  ``_CutFullShards`` buffers
+both per key with a running count and cuts at exactly ``max_events`` events, slicing a
+piece where a shard ends.  A full shard is ``(key, ColumnarShard(tokens, table))`` when all
+of its events came column-wise, else ``(key, [(token, row_tuple), ...])`` (columnar rows
+converted to tuples); ``WriteParquetShards`` writes both the same way.  The remainders at
+the end of a bundle always go to the trigger path as one ``(key, (token, row_tuple))``
+element per event, so ``FlushPolicy`` and everything after it only ever see tuples.
+
 So no shard exceeds ``max_events``, every event is in exactly one shard, and an event
 waits at most one bundle (the source's ``max_read_time_s``) plus ``max_seconds``.  During
 a backlog drain almost all events leave in full shards; at a low steady rate bundles are
@@ -40,9 +51,12 @@ tests/test_bronze_stream_nats.py guards both.
 from __future__ import annotations
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.columnar_trades import ColumnarShard, ColumnarShardPiece, table_rows
 
 
 class _FlushRule(beam.PTransform):
@@ -99,12 +113,60 @@ class FlushPolicy(_FlushRule):
                 | "Chunk" >> beam.FlatMap(_chunks, self.max_events))
 
 
+def _take(parts: list, size: int) -> tuple[list, list]:
+    """Splits a key's buffered parts (lists of values, or ``(tokens, table)`` pieces) into
+    the first ``size`` values and the rest, order kept."""
+    taken, need = [], size
+    for i, part in enumerate(parts):
+        n = len(part) if type(part) is list else len(part[0])
+        if n < need:
+            taken.append(part)
+            need -= n
+            continue
+        if n == need:
+            return taken + [part], parts[i + 1:]
+        if type(part) is list:
+            head, tail = part[:need], part[need:]
+        else:
+            tokens, table = part
+            head = (tokens[:need], table.slice(0, need))
+            tail = (tokens[need:], table.slice(need))
+        return taken + [head], [tail] + parts[i + 1:]
+    return taken, []
+
+
+def _as_values(part) -> list:
+    """A buffered part as ``(token, row_tuple)`` values (a columnar piece's rows become the
+    tuples the per-message parser gives, ``columnar_trades.table_rows``)."""
+    if type(part) is list:
+        return part
+    tokens, table = part
+    return list(zip(tokens, table_rows(table)))
+
+
+def _shard(parts: list):
+    """The value of a full shard: ``ColumnarShard`` when every part is columnar, else the
+    list of values."""
+    if all(type(p) is not list for p in parts):
+        tokens = [t for p in parts for t in p[0]]
+        tables = [p[1] for p in parts]
+        return ColumnarShard(tokens, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+    return [v for p in parts for v in _as_values(p)]
+
+
 class _CutFullShards(beam.DoFn):
-    """Collects the ``(key, value)`` pairs of each input list per key for one bundle;
-    emits a key's buffer as a full shard ``(key, [value, ...])`` whenever it reaches
-    ``max_events``, and at the end of the bundle every value left over as one
-    ``(key, value)`` element on the ``REST`` output (timestamped with the earliest input
-    element that contributed to that key's buffer)."""
+    """Collects the elements of each input list per key for one bundle; emits a key's
+    buffer as a full shard whenever it reaches ``max_events`` values, and at the end of the
+    bundle every value left over as one ``(key, value)`` element on the ``REST`` output
+    (timestamped with the earliest input element that contributed to that key's current
+    buffer).
+
+    An element is a ``(key, value)`` pair or a ``ColumnarShardPiece(key, tokens, table)``
+    (``len(tokens)`` values ``(token, row_tuple)`` in columnar form).  A full shard is
+    ``(key, ColumnarShard(tokens, table))`` when all of its values came in columnar pieces,
+    else ``(key, [value, ...])`` (columnar rows converted to the parser's tuples).  The
+    values left over always go out as ``(key, (token, row_tuple))``.
+    """
 
     REST = "rest"
 
@@ -118,33 +180,58 @@ class _CutFullShards(beam.DoFn):
     def process(self, pairs, ts=beam.DoFn.TimestampParam):
         buf = self._buf
         size = self._max
-        for key, value in pairs:
+        for element in pairs:
+            if type(element) is ColumnarShardPiece:
+                key = element.key
+                entry = buf.get(key)
+                if entry is None:
+                    entry = buf[key] = [ts, 0, []]
+                entry[2].append((element.tokens, element.table))
+                entry[1] += len(element.tokens)
+                while entry[1] >= size:
+                    shard, rest = _take(entry[2], size)
+                    yield key, _shard(shard)
+                    entry[1] -= size
+                    entry[2] = rest
+                    entry[0] = ts
+                if not entry[1]:
+                    del buf[key]
+                continue
+            key, value = element
             entry = buf.get(key)
             if entry is None:
-                entry = buf[key] = (ts, [])
-            values = entry[1]
-            values.append(value)
-            if len(values) >= size:
+                entry = buf[key] = [ts, 0, [[value]]]
+            else:
+                parts = entry[2]
+                if type(parts[-1]) is list:
+                    parts[-1].append(value)
+                else:
+                    parts.append([value])
+            entry[1] += 1
+            if entry[1] >= size:
                 del buf[key]
-                yield key, values
+                yield key, _shard(entry[2])
 
     def finish_bundle(self):
         buf, self._buf = self._buf, {}
         windows = (window.GlobalWindow(),)
-        for key, (ts, values) in buf.items():
-            for value in values:
-                yield beam.pvalue.TaggedOutput(
-                    self.REST, WindowedValue((key, value), ts, windows))
+        for key, (ts, _, parts) in buf.items():
+            for part in parts:
+                for value in _as_values(part):
+                    yield beam.pvalue.TaggedOutput(
+                        self.REST, WindowedValue((key, value), ts, windows))
 
 
 class BatchedFlushPolicy(_FlushRule):
     """``FlushPolicy`` for batched input, with full shards cut before the shuffle (see the
     module docstring).
 
-    Input: lists of ``(key, value)`` pairs (e.g. one list per source batch), in the global
-    window.  Output: a pair of PCollections ``(full, flushed)`` of ``(key, [value, ...])``
-    shards: ``full`` holds shards of exactly ``max_events`` values cut within one bundle,
-    ``flushed`` the panes of ``FlushPolicy`` over the values left over at bundle ends.
+    Input: lists of ``(key, value)`` pairs and/or ``ColumnarShardPiece`` elements (e.g.
+    one list per source batch), in the global window.  Output: a pair of PCollections
+    ``(full, flushed)``: ``full`` holds shards of exactly ``max_events`` values cut within
+    one bundle, as ``(key, [value, ...])`` or ``(key, ColumnarShard(tokens, table))``;
+    ``flushed`` the ``(key, [value, ...])`` panes of ``FlushPolicy`` over the values left
+    over at bundle ends.
     Every input value is in exactly one shard of one of them; no shard exceeds
     ``max_events``.  Apply the sink to each of the two (a Flatten before the sink would
     break fusion and move the full shards through the runner).
