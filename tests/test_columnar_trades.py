@@ -4,7 +4,6 @@ import json
 import random
 
 import orjson
-import pyarrow as pa
 import pytest
 
 from transforms.bronze_route import MIN_COLUMNAR_TRADES, route_batch, route_batch_columnar
