@@ -60,10 +60,10 @@ import nats
 import orjson
 import pyarrow.parquet as pq
 
-from io_connectors.lake_storage import LakeStorage, parquet_options, shard_name
-from io_connectors.nats_ack import parse_ack_token
-from io_connectors.nats_server import EmbeddedNatsServer
-from io_connectors.nats_streams import consumer_spec, ensure_consumer, ensure_streams
+from io_connectors.lake.storage import LakeStorage, parquet_options, shard_name
+from io_connectors.nats.ack import parse_ack_token
+from io_connectors.embedded.nats_server import EmbeddedNatsServer
+from io_connectors.nats.streams import consumer_spec, ensure_consumer, ensure_streams
 from transforms.arrow_rows import rows_to_table
 from transforms.market_parse import InvalidEvent, parse_market_event, utc_date_hour
 from transforms.partitioning import bronze_key, dead_letter_key, shard_layout

@@ -28,9 +28,9 @@ import time
 
 import orjson
 
-from io_connectors.nats_server import EmbeddedNatsServer
-from io_connectors.nats_settings import NatsSettings, connect
-from io_connectors.nats_streams import ensure_streams
+from io_connectors.embedded.nats_server import EmbeddedNatsServer
+from io_connectors.nats.settings import NatsSettings, connect
+from io_connectors.nats.streams import ensure_streams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,8 +73,8 @@ def bench_publish(date: str, scale: float) -> dict:
 
 
 def _baseline_backfill(files: list[str], data_root: str) -> int:
-    from io_connectors import dbn_files
-    from io_connectors.lake_storage import LakeStorage, parquet_options
+    from io_connectors.dbn import decode as dbn_files
+    from io_connectors.lake.storage import LakeStorage, parquet_options
     from transforms.arrow_rows import rows_to_table
     from transforms.market_parse import parse_market_event
     from transforms.partitioning import bronze_key, shard_layout
@@ -96,7 +96,7 @@ def _baseline_backfill(files: list[str], data_root: str) -> int:
 
 
 def bench_backfill(date: str, scale: float, work: str) -> dict:
-    from io_connectors.dbn_writer import write_session_dbn
+    from io_connectors.dbn.writer import write_session_dbn
     from transforms.synthetic_session import synthetic_session
     dbn_dir = os.path.join(work, "dbn")
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ Python (no Beam), in the same invocation, on full-scale synthetic days.
 
 Set-up (not timed): synthetic sessions (``transforms.synthetic_session``, about 600k ES
 trades, 150k MBP-10 updates and 1k option trades per day at scale 1) are written to a
-Bronze lake with ``io_connectors.bronze_direct`` for N weekdays plus the 3 warm-up weekdays
+Bronze lake with ``io_connectors.lake.bronze_direct`` for N weekdays plus the 3 warm-up weekdays
 before them.  ``--lake DIR`` keeps (and on a later run reuses) that lake.
 
 Measured, each in its own subprocess so that peak memory (max RSS of the process and its
@@ -48,9 +48,9 @@ def weekdays_ending(last: str, n: int) -> list[str]:
 
 
 def seed(lake: str, dates: list[str], scale: float) -> None:
-    from io_connectors.bronze_direct import write_bronze_events
-    from io_connectors.bronze_reader import BronzeReader
-    from io_connectors.lake_storage import LakeStorage
+    from io_connectors.lake.bronze_direct import write_bronze_events
+    from io_connectors.lake.bronze_reader import BronzeReader
+    from io_connectors.lake.storage import LakeStorage
     from transforms.synthetic_session import synthetic_session
     storage = LakeStorage(lake)
     have = set(BronzeReader(storage=storage).available_dates("futures/trades", "ES"))
@@ -93,8 +93,8 @@ def run_beam(lake: str, dates: list[str], pipeline_args=None) -> dict:
 
 
 def run_baseline(lake: str, dates: list[str]) -> dict:
-    from io_connectors.lake_storage import LakeStorage
-    from io_connectors.silver_inputs import read_silver_day
+    from io_connectors.lake.storage import LakeStorage
+    from io_connectors.lake.silver_inputs import read_silver_day
     from transforms.feature_manifest import load_manifest
     from transforms.silver.day import DayFailure
     from transforms.silver.stages import run_stages

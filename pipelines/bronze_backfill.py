@@ -3,7 +3,7 @@
     python -m pipelines.bronze_backfill --files F [F ...] --data_root D [--runner ...]
 
 Same layout, schema and validation as the streaming path: the DBN records become bus
-events (``io_connectors.dbn_files``), then go through the same ``ParseMarketMessages``
+events (``io_connectors.dbn.decode``), then go through the same ``ParseMarketMessages``
 (invalid ones to the dead-letter set) and ``WriteParquetShards``.  Shards are cut
 deterministically and named by a hash of their rows, so re-running a backfill over the
 same files adds nothing.
@@ -17,9 +17,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.config import ConfigError, load_config
-from io_connectors.dbn_source import ReadDbnMessages
-from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
-from io_connectors.parquet_shards import WriteParquetShards
+from io_connectors.dbn.source import ReadDbnMessages
+from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
+from io_connectors.lake.parquet_shards import WriteParquetShards
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags)
 from pipelines.streaming_launcher import summarize

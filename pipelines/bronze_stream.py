@@ -21,9 +21,9 @@ import sys
 
 import apache_beam as beam
 
-from io_connectors.lake_storage import parquet_options
-from io_connectors.nats_source import ReadFromNats
-from io_connectors.parquet_shards import WriteParquetShards
+from io_connectors.lake.storage import parquet_options
+from io_connectors.nats.source import ReadFromNats
+from io_connectors.lake.parquet_shards import WriteParquetShards
 from pipelines.stream_config import StreamConfig, StreamOptions, run_stream
 from transforms.bronze_route import ParseMarketBatches
 from transforms.flush_policy import BatchedFlushPolicy

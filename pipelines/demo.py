@@ -30,13 +30,13 @@ import time
 
 import pyarrow.parquet as pq
 
-from io_connectors.bronze_reader import BronzeReader
+from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.config import PROJECT_ROOT, resolve_path
-from io_connectors.dbn_writer import write_session_dbn
-from io_connectors.lake_storage import LakeStorage
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_server import EmbeddedNatsServer
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.dbn.writer import write_session_dbn
+from io_connectors.lake.storage import LakeStorage
+from io_connectors.nats.bus import NatsBus
+from io_connectors.embedded.nats_server import EmbeddedNatsServer
+from io_connectors.nats.settings import NatsSettings
 from pipelines.gold_curator import GoldCurator
 from pipelines.io_service import IOService
 from pipelines.silver_builder import SilverFeatureBuilder

@@ -39,10 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from io_connectors import lake_files
-from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
-from io_connectors.silver_inputs import read_silver_day
-from io_connectors.silver_store import SilverStore
+from io_connectors.lake import files as lake_files
+from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
+from io_connectors.lake.silver_inputs import read_silver_day
+from io_connectors.lake.silver_store import SilverStore
 from pipelines.runner_setup import prepare_runner
 from transforms.feature_manifest import load_manifest
 from transforms.gold_validation import dataset_report, promotion_gates

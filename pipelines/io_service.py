@@ -24,9 +24,9 @@ import sys
 from typing import Optional, Sequence, Union
 
 from io_connectors.config import ConfigError
-from io_connectors.lake_storage import resolve_data_root
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.lake.storage import resolve_data_root
+from io_connectors.nats.bus import NatsBus
+from io_connectors.nats.settings import NatsSettings
 from pipelines.bronze_writer import BronzeWriter
 from pipelines.gold_writer import GoldWriter
 from pipelines.runner_setup import configure_logging, fail

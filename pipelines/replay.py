@@ -20,10 +20,10 @@ import time
 from typing import Iterator, Optional
 
 from io_connectors.config import ConfigError
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings
-from io_connectors.wal import WALManager
-from io_connectors.wal_publisher import WalPublisher
+from io_connectors.nats.bus import NatsBus
+from io_connectors.nats.settings import NatsSettings
+from io_connectors.wal.log import WALManager
+from io_connectors.wal.publisher import WalPublisher
 from transforms.pacing import paced
 
 
@@ -33,14 +33,14 @@ def _event_ts(subject: str, event: dict) -> int:
 
 def message_id(subject: str, event: dict) -> str:
     """Deterministic identity of an event for JetStream's publish dedup."""
-    from io_connectors.dbn_files import event_id
+    from io_connectors.dbn.decode import event_id
     if subject.startswith("market."):
         return event_id(subject, event)
     return f"{subject}:{_event_ts(subject, event)}"
 
 
 def dbn_events(files: list[str], include_spreads: bool, stats=None) -> Iterator[tuple[str, dict]]:
-    from io_connectors import dbn_files
+    from io_connectors.dbn import decode as dbn_files
     instruments = dbn_files.load_instruments(files)
     per_file = [dbn_files.iter_events([f], instruments=instruments,
                                       include_spreads=include_spreads, stats=stats)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         if args.source == "dbn":
             if not args.files:
                 raise ConfigError("--source dbn needs --files")
-            from io_connectors.dbn_files import DecodeStats
+            from io_connectors.dbn.decode import DecodeStats
             decode_stats = DecodeStats()
             events = dbn_events(args.files, args.include_spreads, decode_stats)
         else:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.write_dbn is not None:
-        from io_connectors.dbn_writer import write_session_dbn
+        from io_connectors.dbn.writer import write_session_dbn
         try:
             result = write_session_dbn(events, args.write_dbn)
         except OSError as exc:

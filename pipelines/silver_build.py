@@ -16,9 +16,9 @@ import datetime as dt
 import json
 import sys
 
-from io_connectors.bronze_reader import BronzeReader
+from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.config import ConfigError
-from io_connectors.lake_storage import LakeStorage, resolve_data_root
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest

@@ -36,10 +36,10 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.config import PROJECT_ROOT
-from io_connectors.lake_storage import LakeStorage, parquet_options, resolve_data_root
-from io_connectors.silver_inputs import ReadSilverInputs
-from io_connectors.silver_store import SilverStore
-from io_connectors.silver_write import WriteSilverDays
+from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
+from io_connectors.lake.silver_inputs import ReadSilverInputs
+from io_connectors.lake.silver_store import SilverStore
+from io_connectors.lake.silver_write import WriteSilverDays
 from pipelines.runner_setup import prepare_runner
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
                                          load_manifest)
@@ -49,7 +49,7 @@ from transforms.silver.validation import validate_feature_set
 _LOG = logging.getLogger("silver")
 ManifestLike = Union[FeatureManifest, str, Path, dict]
 _CODE_GLOBS = ("transforms/silver/*.py", "transforms/feature_manifest.py",
-               "io_connectors/silver_*.py", "io_connectors/bronze_reader.py")
+               "io_connectors/lake/silver_*.py", "io_connectors/lake/bronze_reader.py")
 
 
 def code_version() -> dict:

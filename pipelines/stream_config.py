@@ -20,9 +20,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.config import ConfigError, load_config, require
-from io_connectors.lake_storage import LakeStorage, resolve_data_root
-from io_connectors.nats_settings import NatsSettings
-from io_connectors.nats_streams import ConsumerSpec, consumer_spec
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
+from io_connectors.nats.settings import NatsSettings
+from io_connectors.nats.streams import ConsumerSpec, consumer_spec
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)

@@ -29,9 +29,9 @@ from typing import Optional, Sequence, Union
 import nats
 
 from io_connectors.config import PROJECT_ROOT
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings, connect
-from io_connectors.nats_streams import consumer_spec
+from io_connectors.nats.bus import NatsBus
+from io_connectors.nats.settings import NatsSettings, connect
+from io_connectors.nats.streams import consumer_spec
 
 _PR_SET_PDEATHSIG = 1
 

@@ -17,8 +17,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from io_connectors import async_runtime, nats_source
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats import async_runtime
+from io_connectors.nats import source as nats_source
+from io_connectors.nats.settings import NatsSettings
 from pipelines.prism_service import prism_job_endpoint
 
 _LOG = logging.getLogger(__name__)

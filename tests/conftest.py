@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from io_connectors.nats_server import EmbeddedNatsServer  # noqa: E402
+from io_connectors.embedded.nats_server import EmbeddedNatsServer  # noqa: E402
 from pipelines.runner_setup import prism_location  # noqa: E402
 
 

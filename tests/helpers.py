@@ -11,8 +11,8 @@ import sys
 import nats
 import pyarrow.parquet as pq
 
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats.bus import NatsBus
+from io_connectors.nats.settings import NatsSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,7 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from io_connectors import dbn_files
+from io_connectors.dbn import decode as dbn_files
 from tests.conftest import wait_for
 from tests.helpers import ROOT, consumer_state, kill_group, parquet_files, start_pipeline
 
@@ -105,7 +105,7 @@ def test_synthetic_replay_through_bronze_stream(nats_server, tmp_path):
         assert proc.wait(40) == 0
     finally:
         kill_group(proc)
-    from io_connectors.bronze_reader import BronzeReader
+    from io_connectors.lake.bronze_reader import BronzeReader
     fm = BronzeReader(data_root).front_month("ES", "2024-12-16")
     assert fm.symbol == "ESH5"                 # rolled 8 days before ESZ4's expiry
     assert not os.path.exists(os.path.join(data_root, "bronze", "_dead_letter"))

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from io_connectors.bronze_reader import BronzeReader
-from io_connectors.lake_storage import LakeStorage
+from io_connectors.lake.bronze_reader import BronzeReader
+from io_connectors.lake.storage import LakeStorage
 from transforms.front_month import NoTradesError
 from transforms.schemas import DEAD_LETTER, FUTURES_MBP10, FUTURES_TRADES, OPTIONS_TRADES
 

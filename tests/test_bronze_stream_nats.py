@@ -141,7 +141,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(nats_server, tmp_path):
 
 def _unique_rows(data_root: str, date: str = "2024-12-16") -> int:
     """Rows of the three datasets after the reader's redelivery deduplication."""
-    from io_connectors.bronze_reader import BronzeReader
+    from io_connectors.lake.bronze_reader import BronzeReader
     r = BronzeReader(data_root)
     return (len(r.read_futures_trades("ES", date, front_month_only=False))
             + len(r.read_futures_mbp10("ES", date, front_month_only=False))
@@ -188,8 +188,8 @@ def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
 
 def test_bronze_writer_api_start_stop(nats_server, tmp_path):
     import asyncio
-    from io_connectors.nats_bus import NatsBus
-    from io_connectors.nats_settings import NatsSettings
+    from io_connectors.nats.bus import NatsBus
+    from io_connectors.nats.settings import NatsSettings
     from pipelines.bronze_writer import BronzeWriter
 
     data_root = str(tmp_path / "lake")

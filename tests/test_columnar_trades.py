@@ -259,8 +259,8 @@ def test_writer_columnar_shard_same_file_content_and_acks(tmp_path, prism_option
     import apache_beam as beam
     import pyarrow.parquet as pq
     from apache_beam.testing.test_pipeline import TestPipeline
-    from io_connectors.lake_storage import LakeStorage
-    from io_connectors.parquet_shards import WriteParquetShards
+    from io_connectors.lake.storage import LakeStorage
+    from io_connectors.lake.parquet_shards import WriteParquetShards
     from transforms.columnar_trades import ColumnarShard
     from transforms.partitioning import shard_layout
     rng = random.Random(5)

@@ -1,4 +1,4 @@
-"""DBN files -> bus events (io_connectors.dbn_files): real Databento samples and generated files.
+"""DBN files -> bus events (io_connectors.dbn.decode): real Databento samples and generated files.
 
 Generated files are written with the databento-dbn encoder: ``bytes(Metadata.encode())``
 followed by ``bytes(record)`` for each record (``dbn_files.write_dbn`` does exactly that and
@@ -14,7 +14,7 @@ import databento_dbn as dbn
 import orjson
 import pytest
 
-from io_connectors import dbn_files as D
+from io_connectors.dbn import decode as D
 from transforms.market_parse import parse_market_event
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

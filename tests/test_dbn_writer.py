@@ -1,5 +1,5 @@
-"""Bus events -> DBN files (io_connectors.dbn_writer), checked by decoding them back with
-io_connectors.dbn_files: exact round trip except the documented LOSSY_FIELDS."""
+"""Bus events -> DBN files (io_connectors.dbn.writer), checked by decoding them back with
+io_connectors.dbn.decode: exact round trip except the documented LOSSY_FIELDS."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,8 +11,8 @@ import databento_dbn as dbn
 import orjson
 import pytest
 
-from io_connectors import dbn_files as D
-from io_connectors import dbn_writer as W
+from io_connectors.dbn import decode as D
+from io_connectors.dbn import writer as W
 from transforms.market_parse import parse_market_event
 from transforms.synthetic_session import synthetic_session
 

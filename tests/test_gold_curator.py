@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from io_connectors.bronze_direct import write_synthetic_sessions
-from io_connectors.lake_storage import LakeStorage
+from io_connectors.lake.bronze_direct import write_synthetic_sessions
+from io_connectors.lake.storage import LakeStorage
 from pipelines.gold_curator import GoldCurator, PromotionError
 from pipelines.silver_builder import SilverFeatureBuilder
 from tests.silver_fixtures import MANIFEST, MANIFEST_PATH, ROOT

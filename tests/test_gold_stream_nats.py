@@ -158,8 +158,8 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
 
     import nats
 
-    from io_connectors.nats_bus import NatsBus
-    from io_connectors.nats_settings import NatsSettings
+    from io_connectors.nats.bus import NatsBus
+    from io_connectors.nats.settings import NatsSettings
     from pipelines.gold_writer import GoldWriter
 
     data_root = str(tmp_path / "lake")

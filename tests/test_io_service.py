@@ -120,7 +120,7 @@ def test_a_killed_service_leaves_no_pipeline_running_and_loses_nothing(
         assert again.wait(90) == 0
     finally:
         kill_group(again)
-    from io_connectors.bronze_reader import BronzeReader
+    from io_connectors.lake.bronze_reader import BronzeReader
     landed = BronzeReader(data_root).read_futures_trades("ES", "2024-12-16",
                                                          front_month_only=False)
     assert len(landed) == sum(1 for s, _ in trades if s == "market.futures.trades")

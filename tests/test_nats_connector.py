@@ -10,11 +10,11 @@ import nats
 import pytest
 from nats.js import api
 
-from io_connectors.nats_bus import NatsBus
-from io_connectors.nats_server import EmbeddedNatsServer
-from io_connectors.nats_settings import NatsSettings
-from io_connectors.nats_source import parse_ack_token
-from io_connectors.nats_streams import ensure_streams, stream_specs
+from io_connectors.nats.bus import NatsBus
+from io_connectors.embedded.nats_server import EmbeddedNatsServer
+from io_connectors.nats.settings import NatsSettings
+from io_connectors.nats.source import parse_ack_token
+from io_connectors.nats.streams import ensure_streams, stream_specs
 from tests.helpers import ROOT, consumer_state, count_rows, publish
 from transforms.sample_events import sample_events
 
@@ -99,7 +99,7 @@ def test_bounded_read_to_end_of_stream(nats_server, tmp_path):
 
 
 def test_batch_coder_round_trips_and_estimates_without_encoding():
-    from io_connectors.nats_source import NATS_MESSAGE_CODER, NatsBatchCoder
+    from io_connectors.nats.source import NATS_MESSAGE_CODER, NatsBatchCoder
     coder = NatsBatchCoder()
     batch = [("market.futures.trades", b'{"a": %d}' % i, i, 10**18 + i,
               f"$JS.ACK.S.c.1.{i}.{i}.{10**18 + i}.0") for i in range(50)]
@@ -112,7 +112,7 @@ def test_batch_coder_round_trips_and_estimates_without_encoding():
 
 
 def test_ack_acks_every_token_in_one_write(nats_server):
-    from io_connectors.nats_ack import ack, ack_commands
+    from io_connectors.nats.ack import ack, ack_commands
 
     assert ack_commands(["$JS.ACK.a.1", "$JS.ACK.b.2"]) == \
         b"PUB $JS.ACK.a.1 4\r\n+ACK\r\nPUB $JS.ACK.b.2 4\r\n+ACK\r\n"

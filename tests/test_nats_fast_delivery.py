@@ -7,7 +7,7 @@ import collections
 
 import nats
 
-from io_connectors.nats_fast_delivery import deliver_into
+from io_connectors.nats.fast_delivery import deliver_into
 
 
 def test_messages_land_in_the_buffer_and_other_subscriptions_are_untouched(nats_server):

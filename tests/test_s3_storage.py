@@ -23,14 +23,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from io_connectors.bronze_direct import write_bronze_events
-from io_connectors.bronze_reader import BronzeReader
+from io_connectors.lake.bronze_direct import write_bronze_events
+from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.config import ConfigError
-from io_connectors.lake_storage import LakeStorage, resolve_data_root
-from io_connectors.nats_server import free_port
-from io_connectors.parquet_shards import WriteParquetShards
-from io_connectors.s3_server import EmbeddedS3Server
-from io_connectors.silver_store import SilverStore
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
+from io_connectors.embedded.nats_server import free_port
+from io_connectors.lake.parquet_shards import WriteParquetShards
+from io_connectors.embedded.s3_server import EmbeddedS3Server
+from io_connectors.lake.silver_store import SilverStore
 from pipelines.silver_builder import SilverFeatureBuilder
 from tests.silver_fixtures import MANIFEST_PATH
 from transforms.market_parse import parse_market_event

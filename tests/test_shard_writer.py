@@ -9,8 +9,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from io_connectors.lake_storage import LakeStorage
-from io_connectors.parquet_shards import WriteParquetShards
+from io_connectors.lake.storage import LakeStorage
+from io_connectors.lake.parquet_shards import WriteParquetShards
 from transforms.market_parse import parse_market_event
 from transforms.partitioning import bronze_key, shard_layout
 from transforms.schemas import FUTURES_TRADES
@@ -68,7 +68,7 @@ def test_failed_write_leaves_nothing_visible(tmp_path):
 # --------------------------------------------------------------------------- None tokens/rows
 
 def test_split_shard_drops_none_tokens_and_none_rows():
-    from io_connectors.parquet_shards import split_shard
+    from io_connectors.lake.parquet_shards import split_shard
     assert split_shard([("t1", "a"), (None, "b"), ("t2", None), ("t3", "c")]) == \
         (["t1", "t2", "t3"], ["a", "b", "c"])
     assert split_shard([("t1", None), ("t2", None)]) == (["t1", "t2"], [])
@@ -111,7 +111,7 @@ def test_a_shard_without_rows_is_acked_without_a_file(nats_server, tmp_path, pri
 
     import nats
 
-    from io_connectors.nats_settings import NatsSettings
+    from io_connectors.nats.settings import NatsSettings
     from tests.helpers import consumer_state
     from transforms.gold_route import flatten_signal_shard
     from transforms.partitioning import gold_shard_layout

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from io_connectors.bronze_direct import write_bronze_events
-from io_connectors.lake_storage import LakeStorage
-from io_connectors.silver_inputs import read_silver_day
+from io_connectors.lake.bronze_direct import write_bronze_events
+from io_connectors.lake.storage import LakeStorage
+from io_connectors.lake.silver_inputs import read_silver_day
 from pipelines.silver_builder import SilverFeatureBuilder
 from tests.silver_fixtures import MANIFEST, MANIFEST_PATH, ROOT
 from transforms.feature_manifest import ManifestError

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from io_connectors.wal import WALCorruption, WALManager
+from io_connectors.wal.log import WALCorruption, WALManager
 from tests.conftest import ROOT
 
 
@@ -67,7 +67,7 @@ def test_a_torn_tail_is_cut_and_logged(tmp_path, caplog):
     seg = os.path.join(d, _segments(d)[-1])
     with open(seg, "ab") as fh:
         fh.write(b"\x40\x00\x00\x00\x12\x34")            # half a header: a write cut short
-    with caplog.at_level(logging.WARNING, logger="io_connectors.wal"):
+    with caplog.at_level(logging.WARNING, logger="io_connectors.wal.log"):
         with WALManager(d) as wal:
             assert wal.last_seq == 3 and len(list(wal.replay())) == 3
             wal.append("s", b"next")
@@ -98,7 +98,7 @@ def test_corruption_in_the_middle_is_never_skipped(tmp_path, caplog):
     _flip_byte_of_record(seg, 2)
     with pytest.raises(WALCorruption, match=r"offset \d+"):
         WALManager(d)
-    with caplog.at_level(logging.ERROR, logger="io_connectors.wal"):
+    with caplog.at_level(logging.ERROR, logger="io_connectors.wal.log"):
         with WALManager(d, on_corruption="quarantine") as wal:
             assert [r.seq for r in wal.replay()] == [1, 2]          # valid head kept
     assert os.listdir(os.path.join(d, "quarantine")) == [os.path.basename(seg)]
@@ -128,7 +128,7 @@ def test_one_process_per_folder(tmp_path):
 def test_flushed_records_survive_a_killed_process(tmp_path):
     d = str(tmp_path / "wal")
     code = ("import os, sys; sys.path.insert(0, %r)\n"
-            "from io_connectors.wal import WALManager\n"
+            "from io_connectors.wal.log import WALManager\n"
             "w = WALManager(%r)\n"
             "[w.append('s', {'i': i}) for i in range(100)]\n"
             "w.flush()\n"
@@ -143,9 +143,9 @@ def test_flushed_records_survive_a_killed_process(tmp_path):
 
 def test_wal_publisher_resends_what_a_crashed_run_left_and_jetstream_drops_copies(
         nats_server, tmp_path):
-    from io_connectors.nats_bus import NatsBus
-    from io_connectors.nats_settings import NatsSettings
-    from io_connectors.wal_publisher import WalPublisher
+    from io_connectors.nats.bus import NatsBus
+    from io_connectors.nats.settings import NatsSettings
+    from io_connectors.wal.publisher import WalPublisher
     from tests.helpers import stream_message_count
     d = str(tmp_path / "wal")
     settings = NatsSettings(url=nats_server.url)

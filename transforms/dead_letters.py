@@ -10,7 +10,7 @@ from __future__ import annotations
 from transforms.market_parse import utc_date_hour
 from transforms.partitioning import dead_letter_key
 
-# Element positions of a NatsMessage tuple (see io_connectors.nats_source.NatsMessage);
+# Element positions of a NatsMessage tuple (see io_connectors.nats.source.NatsMessage);
 # repeated here so transforms/ does not import the connector.
 SUBJECT, PAYLOAD, STREAM_SEQ, TS_NS, ACK = range(5)
 

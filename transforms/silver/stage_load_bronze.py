@@ -1,7 +1,7 @@
 """Stage 0, ``load_bronze``: the date's raw Bronze frames -> the frames the stages use.
 
 In: a :class:`SilverDay` whose ``trades``/``mbp``/``options``/``warmup`` hold the Bronze
-rows as read by ``io_connectors.silver_inputs`` (Bronze column names, front-month contract
+rows as read by ``io_connectors.lake.silver_inputs`` (Bronze column names, front-month contract
 only, redelivery duplicates removed).  Out: the same day with
 
 - ``trades``: ``ts_ns, price, size, aggressor`` (sorted by time, stable);

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from io_connectors.lake_storage import LakeStorage
-from io_connectors.silver_store import EPISODES, SIGNALS, STATE_TABLE, SilverStore
+from io_connectors.lake.storage import LakeStorage
+from io_connectors.lake.silver_store import EPISODES, SIGNALS, STATE_TABLE, SilverStore
 from transforms.silver.day import DayFailure
 from transforms.silver.stage_rth_filter import to_declared_table
 

@@ -38,9 +38,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from io_connectors import lake_files
-from io_connectors.local_processes import fsync_dir
-from io_connectors.lake_storage import LakeStorage
+from io_connectors.lake import files as lake_files
+from io_connectors.lake.files import fsync_dir
+from io_connectors.lake.storage import LakeStorage
 
 SIGNALS = "signals.parquet"
 STATE_TABLE = "state_table.parquet"

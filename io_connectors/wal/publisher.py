@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import orjson
 
-from io_connectors.nats_bus import NatsBus
-from io_connectors.wal import WALManager
+from io_connectors.nats.bus import NatsBus
+from io_connectors.wal.log import WALManager
 
 
 class WalPublisher:

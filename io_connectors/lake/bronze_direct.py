@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 import orjson
 
-from io_connectors.lake_storage import LakeStorage, parquet_options, shard_name
+from io_connectors.lake.storage import LakeStorage, parquet_options, shard_name
 from transforms.arrow_rows import rows_to_table
 from transforms.market_parse import parse_market_event
 from transforms.partitioning import bronze_key, shard_layout

@@ -36,11 +36,11 @@ from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSo
                                              UnboundedReader, UnboundedSource)
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from io_connectors import async_runtime
-from io_connectors.nats_ack import parse_ack_token
-from io_connectors.nats_fast_delivery import deliver_into
-from io_connectors.nats_settings import NatsSettings
-from io_connectors.nats_streams import ConsumerSpec, ensure_consumer, ensure_streams
+from io_connectors.nats import async_runtime
+from io_connectors.nats.ack import parse_ack_token
+from io_connectors.nats.fast_delivery import deliver_into
+from io_connectors.nats.settings import NatsSettings
+from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_streams
 
 _LOG = logging.getLogger(__name__)
 _LOCAL_DRAIN = threading.Event()

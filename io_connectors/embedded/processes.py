@@ -1,7 +1,6 @@
-"""Stopping child processes and syncing folders on the local machine (shared helpers)."""
+"""Finding and stopping the local server processes the embedded servers run (shared helpers)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -38,12 +37,3 @@ def kill_process(proc: Optional[subprocess.Popen]) -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait()
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a folder, making the names created or removed in it durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,7 +12,7 @@ import atexit
 import threading
 from typing import Any, Coroutine
 
-from io_connectors.nats_settings import NatsSettings, connect
+from io_connectors.nats.settings import NatsSettings, connect
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None

@@ -1,4 +1,4 @@
-"""Bus events -> Databento DBN files (the inverse of ``io_connectors.dbn_files``).
+"""Bus events -> Databento DBN files (the inverse of ``io_connectors.dbn.decode``).
 
 ``write_session_dbn(events, out_dir, dataset='GLBX.MDP3')`` consumes ``(subject, event)``
 pairs in the bus contract (``../shared/reference/original-system.md`` section 1) and writes
@@ -77,7 +77,7 @@ from zoneinfo import ZoneInfo
 
 import databento_dbn as dbn
 
-from io_connectors.dbn_files import make_metadata, write_dbn
+from io_connectors.dbn.decode import make_metadata, write_dbn
 from transforms.market_parse import symbol_root
 
 __all__ = ["write_session_dbn", "DbnSessionWriter", "DbnWriteResult", "LOSSY_FIELDS",

@@ -14,7 +14,7 @@ import os
 import apache_beam as beam
 import orjson
 
-from io_connectors import dbn_files
+from io_connectors.dbn import decode as dbn_files
 
 
 def _decode_file(path, instruments, include_spreads):

@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 import apache_beam as beam
 import pandas as pd
 
-from io_connectors.bronze_reader import BronzeReader
-from io_connectors.lake_storage import LakeStorage
+from io_connectors.lake.bronze_reader import BronzeReader
+from io_connectors.lake.storage import LakeStorage
 from transforms.front_month import NoTradesError, select_front_month
 from transforms.partitioning import safe_component
 from transforms.schemas import DATASETS_BY_PATH

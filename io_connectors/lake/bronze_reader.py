@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from io_connectors.lake_storage import LakeStorage, resolve_data_root
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from transforms.front_month import FrontMonth, NoTradesError, select_front_month
 from transforms.partitioning import safe_component
 from transforms.schemas import DATASETS_BY_PATH, BronzeDataset

@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 import orjson
 
-from io_connectors.nats_settings import NatsSettings, connect
-from io_connectors.nats_streams import ensure_streams
+from io_connectors.nats.settings import NatsSettings, connect
+from io_connectors.nats.streams import ensure_streams
 
 
 class NatsBus:

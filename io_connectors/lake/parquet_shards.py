@@ -27,9 +27,9 @@ import apache_beam as beam
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from io_connectors import nats_ack
-from io_connectors.lake_storage import LakeStorage, shard_name
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats import ack as nats_ack
+from io_connectors.lake.storage import LakeStorage, shard_name
+from io_connectors.nats.settings import NatsSettings
 from transforms.arrow_rows import rows_to_table
 from transforms.columnar_trades import ColumnarShard, table_rows
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from io_connectors import async_runtime
-from io_connectors.nats_settings import NatsSettings
+from io_connectors.nats import async_runtime
+from io_connectors.nats.settings import NatsSettings
 
 _ACK = b"+ACK"
 _NOT_PLAIN = re.compile(r"[^\x21-\x7e]")     # whitespace, control or non-ASCII

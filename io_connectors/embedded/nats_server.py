@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from io_connectors.local_processes import kill_process, stop_process, venv_binary
+from io_connectors.embedded.processes import kill_process, stop_process, venv_binary
 
 
 def free_port() -> int:

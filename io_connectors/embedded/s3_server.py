@@ -19,8 +19,8 @@ from typing import Optional
 
 import pyarrow.fs as pafs
 
-from io_connectors.local_processes import kill_process, stop_process, venv_binary
-from io_connectors.nats_server import free_port
+from io_connectors.embedded.processes import kill_process, stop_process, venv_binary
+from io_connectors.embedded.nats_server import free_port
 
 # One volume per collection (= bucket) instead of seven: tests create a bucket each.
 _MASTER_TOML = """[master.volume_growth]

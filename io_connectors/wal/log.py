@@ -40,7 +40,7 @@ from typing import Iterator, Optional, Union
 
 import orjson
 
-from io_connectors.local_processes import fsync_dir
+from io_connectors.lake.files import fsync_dir
 
 _LOG = logging.getLogger(__name__)
 _HEAD = struct.Struct("<II")          # body length, crc32(body)

@@ -12,8 +12,16 @@ import os
 import uuid
 from typing import Any, Optional
 
-from io_connectors.lake_storage import LakeStorage
-from io_connectors.local_processes import fsync_dir
+from io_connectors.lake.storage import LakeStorage
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a folder, making the names created or removed in it durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def replace_bytes(storage: LakeStorage, rel: str, data: bytes) -> None:

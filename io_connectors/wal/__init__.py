@@ -1,0 +1,1 @@
+"""The write-ahead log (``WALManager``) and the publisher that sends through it."""
