@@ -45,12 +45,13 @@ class BackfillOptions(PipelineOptions):
 
 def build(p: beam.Pipeline, files: list[str], storage: LakeStorage, max_events: int,
           include_spreads: bool = False):
-    """Adds the backfill graph to ``p``; returns the (file, rows) PCollection written."""
+    """Adds the backfill graph to ``p``; returns the ``WrittenShard`` PCollection."""
     return (p
             | "ReadDbn" >> ReadDbnMessages(files, include_spreads=include_spreads)
             | "Parse" >> ParseMarketMessages()
             | "Shards" >> BoundedShards(max_events)
-            | "WriteShards" >> WriteParquetShards(storage, shard_layout, None, parquet_options(),
+            | "WriteShards" >> WriteParquetShards(storage, shard_layout,
+                                                  compression=parquet_options(),
                                                   content_addressed=True))
 
 

@@ -17,8 +17,6 @@ consumer role (configs/streams.yaml ``consumers.<role>``) whose binding means "s
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -29,21 +27,10 @@ from typing import Optional, Sequence, Union
 import nats
 
 from io_connectors.config import PROJECT_ROOT
+from io_connectors.embedded.processes import die_with_parent
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings, connect
 from io_connectors.nats.streams import consumer_spec
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _drain_when_parent_dies() -> None:
-    """In the child, before exec: SIGTERM (= drain) when the parent process dies."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
 
 def _settings(bus) -> NatsSettings:
     if isinstance(bus, NatsSettings):
@@ -104,7 +91,8 @@ class StreamWriter:
                 env[f"NATS_{key.upper()}"] = value
         self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
                                      stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_drain_when_parent_dies)
+                                     start_new_session=True,
+                                     preexec_fn=die_with_parent(signal.SIGTERM))
         spec = consumer_spec(self.role)
         nc = await connect(self.settings)
         try:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import wait_for
-from tests.helpers import (assert_flush_shards, consumer_state, count_rows,
+from tests.helpers import (assert_consumer_state, assert_flush_shards, consumer_state,
+                           count_rows,
                            dead_letter_reasons, kill_group, parquet_files, publish,
                            start_pipeline)
 from transforms.market_parse import utc_date_hour
@@ -149,7 +150,7 @@ def test_stream_lands_every_level_dead_letters_bad_input_and_drains_on_sigterm(
     assert "levels[0]: field 'id'='../etc' is not a plain identifier" in reasons[2]
     assert "'ts'=1734361020 out of range" in reasons[3]
     assert reasons[4] == "unknown subject 'levels.other'"
-    assert consumer_state(nats_server.url, STREAM, DURABLE) == (0, 0)
+    assert_consumer_state(nats_server.url, STREAM, DURABLE)
 
 
 def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
@@ -185,7 +186,7 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
     rows = _lake_rows(data_root)
     assert len(rows) == sum(len(ev["levels"]) for ev in events)
     assert all("/underlying=MES/date=2024-12-16/hour=15/" in p for p, _ in rows)
-    assert consumer_state(nats_server.url, STREAM, DURABLE) == (0, 0)
+    assert_consumer_state(nats_server.url, STREAM, DURABLE)
 
 
 def test_bad_flags_stop_with_a_message(nats_server):

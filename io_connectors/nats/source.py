@@ -11,7 +11,7 @@ Guarantees
   ``batches=True`` lists of them, as the reader delivers them (up to ``max_batch``, each
   timestamped with the storage time of its last message).
 - At-least-once: the source never acks.  ``ack_token`` is the message's JetStream reply
-  subject; the stage that durably writes the message acks it (``nats_ack.ack``).  A message
+  subject; the stage that durably writes the message acks it (``ack.AckWrittenShards``).  A message
   whose process dies before that is redelivered by JetStream after ``ack_wait``.
 - The watermark follows the storage time of delivered messages and, when idle, wall
   clock minus ``idle_watermark_lag_s``; it never goes back.  The reader self-checkpoints
@@ -44,6 +44,7 @@ from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_str
 
 _LOG = logging.getLogger(__name__)
 _LOCAL_DRAIN = threading.Event()
+_SUBSCRIBED = [0]           # subscriptions established in this process
 
 
 class NatsMessage(NamedTuple):
@@ -105,6 +106,12 @@ def reset_drain() -> None:
     _LOCAL_DRAIN.clear()
 
 
+def subscriptions_started() -> int:
+    """How many reader subscriptions this process has established (the launcher's sign
+    that a job had been running)."""
+    return _SUBSCRIBED[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _SourceConfig:
     settings: NatsSettings
@@ -155,6 +162,7 @@ class _SharedSubscription:
         self.nc = async_runtime.connection(cfg.settings)
         if async_runtime.run(self._subscribe()):
             self.finished = True
+        _SUBSCRIBED[0] += 1
         _LOG.info("NATS consumer %s subscribed (split %d, already at end=%s)",
                   cfg.consumer.durable, cfg.reader_index, self.finished)
 
