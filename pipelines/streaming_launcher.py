@@ -173,12 +173,38 @@ class _QuietPermanent(logging.Filter):
         return exc is None or MARKER not in str(exc)
 
 
+class _StderrWithoutPermanentTracebacks:
+    """``sys.stderr`` without the tracebacks of a ``PermanentError`` that Beam's SDK
+    harness prints there (besides logging them) when a bundle fails."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text):
+        if MARKER in text and text.lstrip().startswith("Traceback"):
+            self._dropped = True
+            return len(text)
+        if self._dropped and text == "\n":
+            self._dropped = False
+            return len(text)
+        self._dropped = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def quiet_permanent_errors() -> None:
     """Installs ``_QuietPermanent`` on the handlers of the root logger (which receive the
-    records of Beam's worker, runner and Prism loggers)."""
+    records of Beam's worker, runner and Prism loggers) and keeps the SDK harness's
+    printed traceback of a ``PermanentError`` off stderr: the launcher reports such an
+    error once, in one line."""
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _QuietPermanent) for f in handler.filters):
             handler.addFilter(_QuietPermanent())
+    if not isinstance(sys.stderr, _StderrWithoutPermanentTracebacks):
+        sys.stderr = _StderrWithoutPermanentTracebacks(sys.stderr)
 
 
 def _job_ran() -> bool:

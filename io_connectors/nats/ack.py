@@ -7,10 +7,13 @@
 - ``ack(settings, tokens)``: a JetStream ack is a publish of ``+ACK`` to the message's
   reply subject, from any connection; returns once the server has received every ack (a
   flush round trip).
+- ``in_progress(nc, tokens)``: ``+WPI`` now (the NATS source uses it for the messages in
+  its buffer while the pipeline takes none).
 - ``InProgress(settings, every_s)``: ``hold(tokens)`` for the writers' retries: while
   entered, ``+WPI`` (work in progress) is sent for the tokens now and every ``every_s``,
   which restarts their ``ack_wait`` so that JetStream does not redeliver the messages of a
-  write that is merely slow; once it is left (written, or abandoned) the deadlines run
+  write that is merely slow (and, through ``inflight.stalled``, makes the source do the
+  same for the other messages it handed out and are not acked yet); once it is left (written, or abandoned) the deadlines run
   again and an abandoned shard's messages are redelivered after ``ack_wait``.
 
 A shard's acks go out as one write of their ``PUB`` commands instead of one ``publish``
@@ -28,7 +31,7 @@ from typing import Iterable
 
 import apache_beam as beam
 
-from io_connectors.nats import async_runtime
+from io_connectors.nats import async_runtime, inflight
 from io_connectors.nats.client_internals import can_send_raw, send_raw
 from io_connectors.nats.settings import NatsSettings
 
@@ -60,7 +63,13 @@ def ack(settings: NatsSettings, tokens: Iterable[str], timeout: float = 30.0) ->
         return 0
     nc = async_runtime.connection(settings)
     async_runtime.run(_publish_all(nc, tokens, ACK), timeout=timeout)
+    inflight.acked(tokens)
     return len(tokens)
+
+
+async def in_progress(nc, tokens: list[str]) -> None:
+    """Sends ``+WPI`` for every token on ``nc`` (a coroutine for the client's loop)."""
+    await _publish_all(nc, [t for t in tokens if t], IN_PROGRESS)
 
 
 class InProgress:
@@ -90,6 +99,7 @@ class InProgress:
     def __call__(self, tokens: list[str]):
         tokens = [t for t in tokens if t]
         future = None
+        inflight.stall_started()
         if tokens:
             try:
                 nc = async_runtime.connection(self.settings)
@@ -100,6 +110,7 @@ class InProgress:
         try:
             yield
         finally:
+            inflight.stall_ended()
             if future is not None:
                 future.cancel()
 

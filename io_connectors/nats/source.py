@@ -18,12 +18,17 @@ Guarantees
   (bounded bundles), so downstream triggers fire while the source runs.
 - Bounded mode (tests, backfills): ``stop_at_end`` ends the read once the consumer has
   nothing pending; ``max_messages`` ends it after that many messages.
+- While the pipeline is stalled (a shard write being retried) or takes nothing from the
+  reader's buffer, the messages waiting in the buffer and those emitted and not yet acked
+  get JetStream in-progress acks every third of ``ack_wait`` (``inflight``), so a slow
+  write does not cause their redelivery.
 - Drain: ``request_drain()`` in-process, or a publish to ``control_subject``, makes the
   reader unsubscribe, emit what it buffered, then finish (watermark to +inf) so every
   window fires its final pane and the pipeline ends after writing and acking it all.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -36,8 +41,8 @@ from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSo
                                              UnboundedReader, UnboundedSource)
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from io_connectors.nats import async_runtime
-from io_connectors.nats.ack import parse_ack_token
+from io_connectors.nats import async_runtime, inflight
+from io_connectors.nats.ack import in_progress, parse_ack_token
 from io_connectors.nats.fast_delivery import deliver_into
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_streams
@@ -159,6 +164,7 @@ class _SharedSubscription:
         self.saw_end = False       # a delivered message reported 0 pending
         self.draining = False
         self.finished = False
+        self._keeper = None
         self.nc = async_runtime.connection(cfg.settings)
         if async_runtime.run(self._subscribe()):
             self.finished = True
@@ -192,12 +198,40 @@ class _SharedSubscription:
         # callback (the callback above stays as the fallback and for anything else).
         deliver_into(self.nc, sub, buf)
         self.subs.append(sub)
+        self._keeper = asyncio.ensure_future(self._keep_alive(
+            cfg.consumer.ack_wait_s / 3))
         if cfg.control_subject:
             self.subs.append(await self.nc.subscribe(cfg.control_subject, cb=on_control))
         await self.nc.flush()
         return empty
 
+    async def _keep_alive(self, every_s: float) -> None:
+        """Every ``every_s``: while the pipeline is stalled (a shard write of this process
+        is being retried) or takes nothing from the buffer, sends in-progress acks for the
+        messages waiting here and those emitted earlier and not yet acked
+        (``inflight.at_risk``), so that JetStream does not redeliver them meanwhile; when
+        all is well, forgets entries older than two ``ack_wait`` (see ``inflight``)."""
+        last_emitted, waiting = self.emitted, 0
+        while True:
+            await asyncio.sleep(every_s)
+            buffer_stuck = bool(waiting) and self.emitted - last_emitted < waiting
+            last_emitted, waiting = self.emitted, len(self.buf)
+            if not (buffer_stuck or inflight.stalled()):
+                inflight.forget_older_than(6 * every_s)
+                continue
+            tokens = [m[2] for m in list(self.buf)]          # a C-level copy: atomic
+            tokens += inflight.at_risk(every_s)
+            if tokens:
+                try:
+                    await in_progress(self.nc, tokens)
+                except Exception as exc:  # pylint: disable=broad-except
+                    _LOG.warning("could not send in-progress acks for %d messages: %s",
+                                 len(tokens), exc)
+
     async def _unsubscribe(self):
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
         subs, self.subs = self.subs, []
         for sub in subs:
             try:
@@ -256,6 +290,7 @@ class _SharedSubscription:
         if ts > self.watermark:
             self.watermark = ts
         self.emitted += len(out)
+        inflight.emitted([m[ACK_TOKEN] for m in out])
         return out
 
 
