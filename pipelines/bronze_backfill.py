@@ -20,6 +20,7 @@ from io_connectors.config import ConfigError, load_config
 from io_connectors.dbn.source import ReadDbnMessages
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.parquet_shards import WriteParquetShards
+from io_connectors.preflight import StartupError, check_data_root
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags)
 from pipelines.streaming_launcher import summarize
@@ -70,8 +71,11 @@ def main(argv=None) -> int:
             raise UsageError("--shard_max_events must be >= 1")
         storage = LakeStorage(resolve_data_root(o.data_root))
         prepare_runner(options, streaming=False)
+        check_data_root(storage, create=True)
     except (UsageError, ConfigError) as exc:
         fail(str(exc))
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     p = beam.Pipeline(options=options)
     try:
         build(p, list(o.files), storage, max_events, o.include_spreads)

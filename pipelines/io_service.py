@@ -24,9 +24,10 @@ import sys
 from typing import Optional, Sequence, Union
 
 from io_connectors.config import ConfigError
-from io_connectors.lake.storage import resolve_data_root
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
+from io_connectors.preflight import StartupError, check_data_root, check_nats
 from pipelines.bronze_writer import BronzeWriter
 from pipelines.gold_writer import GoldWriter
 from pipelines.runner_setup import configure_logging, fail
@@ -134,6 +135,11 @@ def main(argv=None) -> int:
                             bronze_args=args.bronze_arg, gold_args=args.gold_arg)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    try:                     # fail fast, before any pipeline is launched
+        check_nats(service.settings)
+        check_data_root(LakeStorage(service.data_root), create=True)
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     try:
         return asyncio.run(serve(service))
     except (ConnectionError, RuntimeError, TimeoutError) as exc:

@@ -59,6 +59,9 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
+        parser.add_argument("--restart_backoff_s", type=float, default=1.0,
+                            help="wait before restarting a failed job, doubling per restart "
+                                 "up to 30 s")
         parser.add_argument("--shutdown_timeout_s", type=float, default=None,
                             help="a drain longer than this is cancelled (exit 1; default: "
                                  "configs/lake.yaml shutdown_timeout_s)")
@@ -94,6 +97,7 @@ class StreamConfig:
     run_id: str = "stream"
     shutdown_timeout_s: float = 25.0
     max_restarts: int = 5
+    restart_backoff_s: float = 1.0
     retry: RetryPolicy = RetryPolicy()
 
     @property
@@ -122,6 +126,8 @@ class StreamConfig:
             raise UsageError("--num_readers must be >= 1")
         if o.max_restarts < 0:
             raise UsageError("--max_restarts must be >= 0")
+        if o.restart_backoff_s < 0:
+            raise UsageError("--restart_backoff_s must be >= 0")
         shutdown_timeout_s = (o.shutdown_timeout_s if o.shutdown_timeout_s is not None
                               else load_config("lake").get("shutdown_timeout_s", 25))
         try:
@@ -138,7 +144,8 @@ class StreamConfig:
                    max_messages=o.max_messages,
                    run_id=o.run_id or uuid.uuid4().hex[:12],
                    shutdown_timeout_s=shutdown_timeout_s,
-                   max_restarts=o.max_restarts, retry=RetryPolicy.from_config())
+                   max_restarts=o.max_restarts, restart_backoff_s=o.restart_backoff_s,
+                   retry=RetryPolicy.from_config())
 
 
 # prepare(options view, config) -> build(pipeline): validates what is particular to one
@@ -192,7 +199,7 @@ def run_stream(name: str, role: str, prepare: Prepare,
         tune_gc_for_streaming()
         code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
                                       cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
-                                      signals=signals)
+                                      backoff_s=cfg.restart_backoff_s, signals=signals)
     log.info("%s finished (exit %d): %s", name, code, summarize(result))
     exit_within(code)
     return code

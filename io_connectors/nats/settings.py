@@ -90,8 +90,10 @@ async def connect(settings: NatsSettings, timeout: Optional[float] = None):
             pass
     elif not attempt.cancelled() and attempt.exception() is not None:
         errors.append(attempt.exception())
-    last = errors[-1] if errors else asyncio.TimeoutError("no answer")
-    if not is_transient(last):
+    permanent = [e for e in errors if not is_transient(e)]
+    last = permanent[0] if permanent else errors[-1] if errors else asyncio.TimeoutError(
+        "no answer")
+    if permanent:
         raise ConnectionError(f"NATS at {settings.url} rejected the connection "
                               f"({type(last).__name__}: {last}): check NATS_USER / "
                               f"NATS_PASSWORD, NATS_TOKEN or the TLS settings") from None
