@@ -6,7 +6,8 @@
 Wiring only: ReadFromNats (one element per message) -> ParseLevelSignals (one element
 per message: its level rows, or a dead letter) -> FlushPolicy (500 messages or 10 s per
 partition, configs/lake.yaml ``flush.gold``) -> FlattenSignalShards -> WriteParquetShards
--> AckWrittenShards (acks every message of a shard after the shard is durably written).  Rows land in
+-> AckWrittenShards (acks every message of a shard after the shard is durably written).
+Rows land in
 ``gold/levels/signals/underlying=<U>/date=YYYY-MM-DD/hour=HH/part-HHMMSS-<unique>.parquet``
 (UTC of the snapshot's ``ts``), malformed messages in ``gold/_dead_letter/date=...``.
 

@@ -49,8 +49,10 @@ def test_describe_and_permanent_cause_give_one_line():
                     "rights on the bucket (ACCESS_DENIED (HeadObject))")
     err = PermanentError("write of a shard to s3://b/x: bad\nthings")
     assert str(err) == "permanent error: write of a shard to s3://b/x: bad things"
-    job_text = f"Traceback ...\n  File x\nio_connectors.errors.PermanentError: {err} [while running 'W']\n"
-    assert permanent_cause(job_text) == "write of a shard to s3://b/x: bad things [while running 'W']"
+    job_text = (f"Traceback ...\n  File x\nio_connectors.errors.PermanentError: {err} "
+                "[while running 'W']\n")
+    assert permanent_cause(job_text) == \
+        "write of a shard to s3://b/x: bad things [while running 'W']"
     assert permanent_cause("RuntimeError: Prism crashed") is None
 
 

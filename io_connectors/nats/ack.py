@@ -13,8 +13,9 @@
   entered, ``+WPI`` (work in progress) is sent for the tokens now and every ``every_s``,
   which restarts their ``ack_wait`` so that JetStream does not redeliver the messages of a
   write that is merely slow (and, through ``inflight.stalled``, makes the source do the
-  same for the other messages it handed out and are not acked yet); once it is left (written, or abandoned) the deadlines run
-  again and an abandoned shard's messages are redelivered after ``ack_wait``.
+  same for the other messages it handed out and are not acked yet); once it is left
+  (written, or abandoned) the deadlines run again and an abandoned shard's messages are
+  redelivered after ``ack_wait``.
 
 A shard's acks go out as one write of their ``PUB`` commands instead of one ``publish``
 call each (a shard is 1000 acks; per-call overhead was ~2 us of the writer's time per
