@@ -201,5 +201,6 @@ def run_stream(name: str, role: str, prepare: Prepare,
                                       cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
                                       backoff_s=cfg.restart_backoff_s, signals=signals)
     log.info("%s finished (exit %d): %s", name, code, summarize(result))
-    exit_within(code)
+    if argv is None:             # the process's own command line: it ends with this run
+        exit_within(code)
     return code
