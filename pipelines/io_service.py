@@ -104,7 +104,20 @@ async def serve(service: IOService) -> int:
     stop_requested = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
-    await service.start()
+    starting = asyncio.ensure_future(service.start())
+    stopping = asyncio.ensure_future(stop_requested.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():              # a signal during start-up: stop what started
+        starting.cancel()
+        try:
+            await starting
+        except BaseException:  # pylint: disable=broad-except
+            pass
+        _LOG.info("stop requested during start-up: stopping both pipelines")
+        codes = await service.stop()
+        return 0 if all(c == 0 for c in codes.values()) else 1
+    starting.result()                    # raises what start-up raised
     failed = await service.wait(stop_requested)
     if failed:
         _LOG.error("pipeline(s) exited on their own: %s; draining the rest", failed)
