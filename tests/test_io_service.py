@@ -117,20 +117,28 @@ def test_a_killed_service_leaves_no_pipeline_running_and_loses_nothing(
     publish(nats_server.url, trades)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    wait_for(lambda: not any(_alive(c) for c in children), 60,
+    wait_for(lambda: not any(_alive(c) for c in children), 120,
              message="the pipelines to drain after their parent died")
-    assert "bronze_stream finished (exit 0)" in open(tmp_path / "logs" /
-                                                      "bronze_stream.log").read()
+    bronze_log = open(tmp_path / "logs" / "bronze_stream.log", errors="replace").read()
+    assert "bronze_stream finished (exit 0)" in bronze_log, bronze_log[-3000:]
     # Messages in flight when the drain unsubscribed are redelivered after ack_wait (12 s
-    # here): a new pipeline lands every one of them, nothing is lost.
+    # here): a new pipeline lands every one of them, nothing is lost.  It runs until they
+    # have all landed (a condition, polled), not until the consumer looks idle once.
+    from io_connectors.lake.bronze_reader import BronzeReader
+    want = sum(1 for s, _ in trades if s == "market.futures.trades")
+
+    def landed():
+        return len(BronzeReader(data_root).read_futures_trades("ES", "2024-12-16",
+                                                               front_month_only=False))
     again = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
-                           f"--data_root={data_root}", "--stop_at_end", "--ack_wait_s=12",
-                           "--flush_max_seconds=1", log_path=str(tmp_path / "again.log"))
+                           f"--data_root={data_root}", "--ack_wait_s=12",
+                           "--flush_max_seconds=1", "--shutdown_timeout_s=90",
+                           log_path=str(tmp_path / "again.log"))
     try:
-        assert again.wait(90) == 0
+        wait_for(lambda: landed() == want, 180, interval=1.0,
+                 message="every event of the killed service in Bronze")
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(120) == 0
     finally:
         kill_group(again)
-    from io_connectors.lake.bronze_reader import BronzeReader
-    landed = BronzeReader(data_root).read_futures_trades("ES", "2024-12-16",
-                                                         front_month_only=False)
-    assert len(landed) == sum(1 for s, _ in trades if s == "market.futures.trades")
+    assert landed() == want

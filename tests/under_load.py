@@ -6,8 +6,9 @@ CPU hog (``while :; do :; done``) occupies one core.
 
 The hog is a child of this process (it dies with it, even if this process is killed) and
 is stopped at the end.  Each run is ``python -m pytest -q -p no:cacheprovider tests``; the
-report gives, per run, the exit code, pytest's closing line, the failed tests and the wall
-time, with the load average before and after.  Exit status 0 only if every run passed.
+report gives, per run, the exit code, pytest's closing line, the failed tests, the wall
+time and the file holding the run's whole output (``--log_dir``), with the load average
+before and after.  Exit status 0 only if every run passed.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from io_connectors.embedded.processes import die_with_parent
@@ -35,7 +37,11 @@ def main(argv=None) -> int:
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="suite runs in a row (default 3)")
     ap.add_argument("--hogs", type=int, default=1, help="busy-looping processes (default 1)")
+    ap.add_argument("--log_dir", default=None,
+                    help="keep each run's pytest output here (default: a new temporary folder)")
     args, pytest_args = ap.parse_known_args(argv)
+    log_dir = args.log_dir or tempfile.mkdtemp(prefix="under-load-")
+    os.makedirs(log_dir, exist_ok=True)
     hogs = [subprocess.Popen(["bash", "-c", "while :; do :; done"],
                              preexec_fn=die_with_parent(signal.SIGKILL))
             for _ in range(args.hogs)]
@@ -50,6 +56,9 @@ def main(argv=None) -> int:
                                    "no:cacheprovider", *pytest_args, "tests"], cwd=ROOT,
                                   capture_output=True, text=True)
             out = proc.stdout + proc.stderr
+            log = os.path.join(log_dir, f"run-{run}.log")
+            with open(log, "w") as fh:
+                fh.write(out)
             found = _SUMMARY.findall(out)
             failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", out, re.M)))
             results.append((run, proc.returncode, found[-1][0] if found else "(no summary)",
@@ -59,6 +68,7 @@ def main(argv=None) -> int:
                   flush=True)
             for name in failed:
                 print(f"[under_load]   failed: {name}", flush=True)
+            print(f"[under_load]   output: {log}", flush=True)
             if proc.returncode not in (0, 1):
                 print(out[-3000:], flush=True)
     finally:
