@@ -9,8 +9,9 @@ asyncio code (the seed's ``BronzeWriter`` / ``GoldWriter`` API).
 The pipeline runs in its own process, so a crash of the caller cannot leave half-written
 shards, and ``stop`` is the same drain a user gets with Ctrl-C.  The child runs in its own
 session, so a terminal's Ctrl-C reaches only the caller, which drains it once with SIGTERM
-(a second signal would cancel the drain), and it receives SIGTERM, i.e. drains, if the
-caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``).  ``bus`` is a
+(a second signal would cancel the drain), and it receives SIGHUP, i.e. drains, if the
+caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``; the kernel may send it once
+per thread of the dying caller, and the pipeline drains once however many arrive).  ``bus`` is a
 ``NatsBus``, ``NatsSettings`` or a NATS URL.  A subclass names the pipeline module and the
 consumer role (configs/streams.yaml ``consumers.<role>``) whose binding means "started".
 """
@@ -92,7 +93,7 @@ class StreamWriter:
         self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
                                      stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True,
-                                     preexec_fn=die_with_parent(signal.SIGTERM))
+                                     preexec_fn=die_with_parent(signal.SIGHUP))
         spec = consumer_spec(self.role)
         nc = await connect(self.settings)
         try:

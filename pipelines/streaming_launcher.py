@@ -78,12 +78,17 @@ class StopRequested(Exception):
 
 
 class StopSignals:
-    """SIGINT and SIGTERM for the whole run (start-up checks, every job, the back-off
-    between restarts).  Use as a context manager (previous handlers restored on exit).
+    """SIGINT, SIGTERM and SIGHUP for the whole run (start-up checks, every job, the
+    back-off between restarts).  Use as a context manager (previous handlers restored on
+    exit).
 
     Before ``running()`` a signal raises ``StopRequested`` in the main thread (nothing has
     started: the start-up checks stop at once).  After it, signals are only recorded:
-    ``count`` of them, and ``event`` set at the first one.
+    ``count`` (drain at the first, cancel at the second) and ``event`` (set at the first).
+    SIGHUP asks for a drain but never cancels one, however often it comes: it is the
+    signal a ``StreamWriter`` child gets when its parent dies (``PR_SET_PDEATHSIG``), which
+    the kernel sends again for every thread of a dying parent that inherits the child, so
+    one death can mean several SIGHUPs.
     """
 
     def __init__(self):
@@ -98,6 +103,8 @@ class StopSignals:
         self._raise = False
 
     def _on_signal(self, signum, _frame):
+        if signum == signal.SIGHUP and self.count:
+            return                       # a drain is already under way
         self.count += 1
         if self.first is None:
             self.first = signum
@@ -110,7 +117,7 @@ class StopSignals:
             _LOG.warning("second signal %d: cancelling", signum)
 
     def __enter__(self) -> "StopSignals":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, self._on_signal)
         return self
 

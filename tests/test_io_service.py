@@ -137,6 +137,8 @@ def test_a_killed_service_leaves_no_pipeline_running_and_loses_nothing(
     try:
         wait_for(lambda: landed() == want, 180, interval=1.0,
                  message="every event of the killed service in Bronze")
+        wait_for(lambda: consumer_bound(nats_server.url, *BRONZE), 120,
+                 message="the second pipeline consuming")     # then SIGTERM means drain
         again.send_signal(signal.SIGTERM)
         assert again.wait(120) == 0
     finally:

@@ -64,7 +64,9 @@ def die_with_parent(signum: int = signal.SIGKILL, ignore_sigint: bool = False):
     it to itself at once.  With ``ignore_sigint`` the child starts with SIGINT ignored (a
     terminal's Ctrl-C, sent to the whole process group, then reaches only the parent; Go
     programs such as Prism keep an ignored SIGINT ignored).  Start such children from the
-    main thread: the signal follows the death of the starting thread."""
+    main thread: the signal follows the death of the starting thread, and when a
+    multi-threaded parent dies the kernel may send it once per thread that inherits the
+    child on the way, so a handled ``signum`` must be idempotent."""
     parent = os.getpid()
 
     def preexec() -> None:
