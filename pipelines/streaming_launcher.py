@@ -167,17 +167,21 @@ def failure_line(error) -> str:
 
 class _QuietPermanent(logging.Filter):
     """Drops Beam's and Prism's records of a worker's ``PermanentError`` (traceback and
-    all); the launcher reports it once, in one line."""
+    all), and once one was seen, the SDK worker's errors about the job being torn down
+    (e.g. its data plane's broken stream): the launcher reports the cause once, in one
+    line."""
+    seen = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # pylint: disable=broad-except
             return True
-        if MARKER in text:
-            return False
         exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or MARKER not in str(exc)
+        if MARKER in text or (exc is not None and MARKER in str(exc)):
+            _QuietPermanent.seen = True
+            return False
+        return not (_QuietPermanent.seen and record.name.startswith("apache_beam.runners"))
 
 
 class _StderrWithoutPermanentTracebacks:
