@@ -18,7 +18,12 @@ problem and the source file):
 * an ``identity`` group exists and holds exactly ``IDENTITY_COLUMNS`` (names, order, dtypes);
 * label rule: a ``labels`` group exists; every one of its columns starts with one of
   ``LABEL_PREFIXES`` and no column outside it does (so forward-looking columns are always named,
-  and grouped, as labels).
+  and grouped, as labels);
+* every declared column is produced by one of the listed stages (each stage declares the
+  columns it adds in the registry, ``transforms/silver/registry.py``).
+
+``KNOWN_STAGES`` and ``REQUIRED_PARAMETERS`` are derived from that registry; the identity
+columns, label prefixes and dtypes are defined once in ``transforms/silver/columns.py``.
 """
 from __future__ import annotations
 
@@ -30,41 +35,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
-KNOWN_STAGES: Tuple[str, ...] = (
-    "load_bronze", "bars_1m", "bars_2m", "market_state", "levels", "interaction_zones",
-    "physics", "kinematics", "order_flow", "barrier_evolution", "level_distances", "gex",
-    "force_mass", "approach", "labels", "rth_filter", "state_table", "episodes",
-)
-
-# Dotted parameter keys each stage needs.
-REQUIRED_PARAMETERS: Dict[str, List[str]] = {
-    "load_bronze": ["session.timezone", "bronze.front_month_only", "bronze.mbp_downsample_ms",
-                    "bronze.mbp_window_start", "bronze.mbp_window_end"],
-    "bars_1m": ["bars.price_min", "bars.price_max", "bars.atr_bars", "bars.vol_bars"],
-    "bars_2m": ["bars.sma_bar_minutes", "bars.sma_periods", "bars.warmup_weekdays"],
-    "market_state": ["options.model", "options.risk_free_rate", "options.sigma",
-                     "options.expiry_time", "options.contract_multiplier"],
-    "levels": ["session.premarket_start", "session.rth_start", "session.opening_range_end",
-               "bars.sma_periods", "levels.kind_codes"],
-    "interaction_zones": ["zones.half_width_min", "zones.half_width_atr_factor"],
-    "physics": ["physics.tape_band", "physics.velocity_window_s", "physics.barrier_band",
-                "physics.barrier_window_s", "physics.barrier_delta_threshold",
-                "physics.wall_ratio_low", "physics.wall_ratio_high", "physics.weak_depth",
-                "physics.fuel_band", "physics.fuel_amplify_threshold",
-                "physics.fuel_dampen_threshold"],
-    "kinematics": ["kinematics.windows_min"],
-    "order_flow": ["order_flow.windows_s"],
-    "barrier_evolution": ["barrier_evolution.windows_min", "barrier_evolution.depth_levels"],
-    "level_distances": ["level_distances.stacking_bands", "levels.kind_codes"],
-    "gex": ["gex.strike_bands", "gex.strike_spacing"],
-    "force_mass": [],
-    "approach": ["approach.window_min", "approach.cluster_gap_min",
-                 "approach.cluster_level_change"],
-    "labels": ["labels.horizons_min", "labels.primary_horizon_min", "labels.break_threshold_atr"],
-    "rth_filter": ["session.timezone", "rth_filter.start", "rth_filter.end"],
-    "state_table": ["state_table.grid_s"],
-    "episodes": ["episodes.dims", "episodes.clip"],
-}
+from transforms.silver.columns import (DTYPES, IDENTITY_COLUMNS, LABEL_PREFIXES,  # noqa: F401
+                                       arrow_type)
+# derived from the stage registry (transforms/silver/registry.py)
+from transforms.silver.stages import KNOWN_STAGES, REQUIRED_PARAMETERS, stage_spec  # noqa: F401
 
 REQUIRED_KEYS: Tuple[str, ...] = ("version", "name", "description", "stages", "parameters",
                                   "feature_groups")
@@ -74,28 +48,8 @@ BUILD_KEYS: Tuple[str, ...] = ("created_at", "created_by", "source", "validation
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 
-IDENTITY_COLUMNS: Tuple[Tuple[str, str], ...] = (
-    ("event_id", "string"), ("ts_ns", "int64"), ("timestamp", "timestamp[ns, UTC]"),
-    ("level_price", "float64"), ("level_kind", "int8"), ("level_kind_name", "string"),
-    ("direction", "string"), ("entry_price", "float64"), ("zone_width", "float64"),
-    ("date", "date32"),
-)
 IDENTITY_GROUP = "identity"
 LABELS_GROUP = "labels"
-LABEL_PREFIXES: Tuple[str, ...] = ("outcome", "time_to_", "excursion_", "strength_")
-
-DTYPES: Tuple[str, ...] = ("string", "bool", "int8", "int16", "int32", "int64", "float32",
-                           "float64", "date32", "timestamp[ns]", "timestamp[ns, UTC]")
-
-
-def _arrow_type(dtype: str):
-    import pyarrow as pa
-    return {
-        "string": pa.string(), "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(),
-        "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-        "float64": pa.float64(), "date32": pa.date32(), "timestamp[ns]": pa.timestamp("ns"),
-        "timestamp[ns, UTC]": pa.timestamp("ns", tz="UTC"),
-    }[dtype]
 
 
 class ManifestError(ValueError):
@@ -161,7 +115,7 @@ class FeatureManifest:
 
     def arrow_schema(self):
         import pyarrow as pa
-        return pa.schema([pa.field(n, _arrow_type(t)) for n, t in self.columns()],
+        return pa.schema([pa.field(n, arrow_type(t)) for n, t in self.columns()],
                          metadata={b"feature_manifest_version": self.version.encode()})
 
     def to_dict(self) -> Dict[str, Any]:
@@ -347,6 +301,17 @@ def load_manifest(src: Union[str, os.PathLike, Mapping[str, Any]]) -> FeatureMan
             if g.name != LABELS_GROUP and is_label:
                 fail(f"column {c.name!r} in group {g.name!r} is named as a label; label columns "
                      f"belong in the 'labels' group")
+
+    produced = {}
+    for s in stages:
+        try:
+            for c in stage_spec(s).produced_columns(params):
+                produced.setdefault(c, s)
+        except KeyError as exc:           # a parameter naming the columns is missing
+            fail(f"stage {s!r}: {exc.args[0]}")
+    unproduced = [c for c in owner if c not in produced]
+    if unproduced:
+        fail(f"declared column(s) {unproduced} are produced by none of the listed stages")
 
     return FeatureManifest(
         version=version, name=raw["name"], description=raw["description"],

@@ -39,6 +39,8 @@ from typing import Any, Mapping, Optional
 
 import pandas as pd
 
+from transforms.silver.columns import IDENTITY_NAMES
+
 
 @dataclasses.dataclass(frozen=True)
 class SilverDay:
@@ -67,8 +69,8 @@ class SilverDay:
     @property
     def feature_columns(self) -> list[str]:
         """Declared columns that are neither identity nor label columns."""
-        from transforms.silver.stage_interaction_zones import IDENTITY
-        return [n for n, _ in self.columns if n not in IDENTITY and n not in self.label_columns]
+        return [n for n, _ in self.columns
+                if n not in IDENTITY_NAMES and n not in self.label_columns]
 
     def replace(self, **changes) -> "SilverDay":
         return dataclasses.replace(self, **changes)

@@ -66,9 +66,14 @@ import pandas as pd
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_values, safe_div
 from transforms.silver.session import NS_PER_MIN, session_ns
+from transforms.silver.registry import silver_stage
 
 _EPS = 1e-9          # float tolerance of level-change comparisons (points), not a parameter
 _BAR_NS = NS_PER_MIN  # bars_1m: a bar covers [bar_ns, bar_ns + 1 min)
+APPROACH_COLUMNS = ("approach_velocity", "approach_bars", "approach_distance", "prior_touches",
+                    "minutes_since_open", "bars_since_open", "distance_atr", "distance_pct",
+                    "log_tape_volume", "log_barrier_depth", "tape_volume_nonzero",
+                    "gex_nonzero", "attempt_cluster_id", "attempt_index")
 
 
 def _approach_bars(close: np.ndarray, n_done: int, level: float) -> int:
@@ -82,6 +87,9 @@ def _approach_bars(close: np.ndarray, n_done: int, level: float) -> int:
     return int(len(closer) - 1 - not_closer[-1]) if len(not_closer) else int(len(closer))
 
 
+@silver_stage("approach", step=13, parameters=(
+    "approach.window_min", "approach.cluster_gap_min", "approach.cluster_level_change",
+    "gex.strike_bands", "session.timezone", "session.rth_start"), columns=APPROACH_COLUMNS)
 def approach(day: SilverDay) -> SilverDay:
     day.require("events", "trades", "bars_1m")
     window_min = float(day.param("approach.window_min"))

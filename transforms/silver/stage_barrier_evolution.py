@@ -28,8 +28,18 @@ from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_values, safe_div
 from transforms.silver.session import NS_PER_MIN
 from transforms.silver.stage_physics import defending_is_ask
+from transforms.silver.registry import silver_stage
 
 
+def barrier_evolution_columns(windows) -> list:
+    """Column names of the barrier_evolution group for ``barrier_evolution.windows_min``."""
+    return ([f"depth_change_{_label(w)}min" for w in windows]
+            + [f"depth_pct_change_{_label(w)}min" for w in windows] + ["depth_current"])
+
+
+@silver_stage("barrier_evolution", step=9, parameters=(
+    "barrier_evolution.windows_min", "barrier_evolution.depth_levels"),
+    columns=lambda p: barrier_evolution_columns(p("barrier_evolution.windows_min")))
 def barrier_evolution(day: SilverDay) -> SilverDay:
     day.require("events", "mbp")
     events = day.events

@@ -75,6 +75,7 @@ import pyarrow as pa
 from transforms.silver.day import SilverDay
 from transforms.silver.series import safe_div
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
 BLOCKS: Tuple[str, ...] = ("context", "dynamics", "micro_history", "derived_physics", "trends",
                            "dct")
@@ -318,6 +319,9 @@ def episode_vectors(day: SilverDay, events: pd.DataFrame) -> np.ndarray:
     return np.clip(np.arcsinh(raw), -clip, clip).astype(np.float32)
 
 
+@silver_stage("episodes", step=17, parameters=(
+    "episodes.dims", "episodes.clip", "episodes.history_steps", "episodes.dct_series",
+    "episodes.dct_coefficients", "episodes.components", "levels.kind_codes"))
 def episodes(day: SilverDay) -> SilverDay:
     """Stage 17: one normalised 144-value vector per event (see the module docstring)."""
     day.require("events", "bars_1m")

@@ -35,9 +35,17 @@ import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_index, safe_div
+from transforms.silver.registry import silver_stage
 
 _EPS = 1e-9          # float tolerance of the strike-band boundaries (points), not a parameter
 _SPLIT_BAND = 2      # the band of the call/put split, asymmetry and ratio (manifest column names)
+
+
+def gex_columns(bands) -> list:
+    """Column names of the gex group for ``gex.strike_bands``."""
+    return ([f"gex_{side}_{k}strike" for side in ("above", "below") for k in bands]
+            + [f"{r}_gex_{side}_{_SPLIT_BAND}strike" for r in ("call", "put")
+               for side in ("above", "below")] + ["gex_asymmetry", "gex_ratio"])
 
 
 def _band_sums(strike, gamma, level, hi_off, side):
@@ -49,6 +57,8 @@ def _band_sums(strike, gamma, level, hi_off, side):
     return float(gamma[mask].sum())
 
 
+@silver_stage("gex", step=11, parameters=("gex.strike_bands", "gex.strike_spacing"),
+              columns=lambda p: gex_columns(p("gex.strike_bands")))
 def gex(day: SilverDay) -> SilverDay:
     day.require("events", "option_greeks")
     spacing = float(day.param("gex.strike_spacing"))

@@ -29,12 +29,21 @@ import numpy as np
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_index
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
 # momentum_trend = velocity over MOMENTUM_FAST_MIN minutes - velocity over MOMENTUM_SLOW_MIN.
 MOMENTUM_FAST_MIN = 5
 MOMENTUM_SLOW_MIN = 20
 
 
+def kinematics_columns(windows) -> list:
+    """Column names of the kinematics group for ``kinematics.windows_min``."""
+    return ([f"{name}_{_label(w)}min" for name in ("velocity", "acceleration", "jerk")
+             for w in windows] + ["momentum_trend"])
+
+
+@silver_stage("kinematics", step=7, parameters=("kinematics.windows_min",),
+              columns=lambda p: kinematics_columns(p("kinematics.windows_min")))
 def kinematics(day: SilverDay) -> SilverDay:
     day.require("events", "trades")
     t = day.events["ts_ns"].to_numpy(dtype=np.int64)

@@ -26,12 +26,25 @@ import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.session import NS_PER_MIN, NS_PER_S
+from transforms.silver.registry import silver_stage
+
+
+LABEL_FIELDS = ("outcome", "time_to_break", "time_to_bounce", "excursion_favorable",
+                "excursion_adverse", "strength_signed")
 
 
 def label_suffix(h: int, primary: int) -> str:
     return "" if h == primary else f"_{h}min"
 
 
+def label_columns(horizons, primary, fields=LABEL_FIELDS) -> list:
+    """Label column names, horizon by horizon (the primary horizon unsuffixed)."""
+    return [f"{f}{label_suffix(int(h), int(primary))}" for h in horizons for f in fields]
+
+
+@silver_stage("labels", step=14, parameters=(
+    "labels.horizons_min", "labels.primary_horizon_min", "labels.break_threshold_atr"),
+    columns=lambda p: label_columns(p("labels.horizons_min"), p("labels.primary_horizon_min")))
 def labels(day: SilverDay) -> SilverDay:
     day.require("events", "trades")
     ev = day.events

@@ -22,6 +22,7 @@ import pandas as pd
 
 from transforms.silver.day import SilverDay
 from transforms.silver.session import local_ns
+from transforms.silver.registry import silver_stage
 
 MBP_LEVELS = 10
 MBP_COLUMNS = (["ts_ns"] + [f"bid_px_{i}" for i in range(1, MBP_LEVELS + 1)]
@@ -54,6 +55,9 @@ def downsample_last(ts: np.ndarray, bucket_ns: int) -> np.ndarray:
     return np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
 
 
+@silver_stage("load_bronze", step=0, parameters=(
+    "session.timezone", "bronze.front_month_only", "bronze.mbp_downsample_ms",
+    "bronze.mbp_window_start", "bronze.mbp_window_end"))
 def load_bronze(day: SilverDay) -> SilverDay:
     day.require("trades", "mbp", "options")
     tz = day.param("session.timezone")

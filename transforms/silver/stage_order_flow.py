@@ -33,8 +33,12 @@ import pandas as pd
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import safe_div, window_bounds
 from transforms.silver.session import NS_PER_S
+from transforms.silver.registry import silver_stage
 
 
+@silver_stage("order_flow", step=8, parameters=("order_flow.windows_s",),
+              columns=lambda p: [f"ofi_{_label(w)}s" for w in p("order_flow.windows_s")]
+              + ["ofi_acceleration"])
 def order_flow(day: SilverDay) -> SilverDay:
     day.require("events", "mbp")
     t = day.events["ts_ns"].to_numpy(dtype=np.int64)

@@ -51,10 +51,19 @@ import pandas as pd
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_index, safe_div, window_bounds
 from transforms.silver.session import NS_PER_S
+from transforms.silver.registry import silver_stage
 
 BOOK_LEVELS = 10
+PHYSICS_COLUMNS = ("tape_buy_vol", "tape_sell_vol", "tape_imbalance", "tape_velocity",
+                   "barrier_depth_start", "barrier_depth_end", "barrier_delta_liq",
+                   "barrier_wall_ratio", "barrier_state", "fuel_net_gamma", "fuel_effect")
 
 
+@silver_stage("physics", step=6, parameters=(
+    "physics.tape_band", "physics.velocity_window_s", "physics.barrier_band",
+    "physics.barrier_window_s", "physics.barrier_delta_threshold", "physics.wall_ratio_low",
+    "physics.wall_ratio_high", "physics.weak_depth", "physics.fuel_band",
+    "physics.fuel_amplify_threshold", "physics.fuel_dampen_threshold"), columns=PHYSICS_COLUMNS)
 def physics(day: SilverDay) -> SilverDay:
     day.require("events", "trades", "mbp", "option_greeks")
     events = day.events
