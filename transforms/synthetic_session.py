@@ -67,6 +67,7 @@ VALUE_DRIFT_SD = 1.0                     # points per minute, random walk of the
 VALUE_HALF_LIFE_MIN = 30.0               # pull of the value towards the middle of the levels
 LEVEL_BAND = 8.0                         # points: support/resistance acts within this band
 LEVEL_PUSH = 3.0                         # points per minute away from a level inside it
+LEVEL_HOLD_PROBABILITY = 0.5             # a test of a level holds (push) or not (none)
 PHASE_SHARE = {"pm": 0.07, "rth": 0.90, "ah": 0.03}
 CARRY = 0.032                            # r - q for the calendar spread
 RATE = 0.045
@@ -257,7 +258,8 @@ def latent_price_path(rng: np.random.Generator, w: np.ndarray, phase: np.ndarray
     towards a slowly drifting value (half-life ``REVERSION_HALF_LIFE_MIN``), and within
     ``LEVEL_BAND`` of a known level of the day (premarket high/low from 09:30, opening-range
     high/low from 09:45) a push away from the level on the side price is on makes it act as
-    support or resistance that is tested repeatedly and sometimes broken.  Within each
+    support or resistance, tested repeatedly: each test holds with probability
+    ``LEVEL_HOLD_PROBABILITY`` (else the level gives no support and may break).  Within each
     minute the path is a Brownian bridge between the minute's closes whose increments follow
     the bins' activity ``w`` (heavier-tailed t(5) steps)."""
     n_bins = len(w)
@@ -279,6 +281,7 @@ def latent_price_path(rng: np.random.Generator, w: np.ndarray, phase: np.ndarray
     jumps = np.where(rng.random(n_min) < JUMPS_PER_DAY / n_min,
                      rng.standard_normal(n_min) * 4.0, 0.0)
     drift_z = rng.standard_normal(n_min)
+    hold_u = rng.random(n_min)
     kappa = math.log(2.0) / REVERSION_HALF_LIFE_MIN
     value_kappa = math.log(2.0) / VALUE_HALF_LIFE_MIN
     minute_ns = t0 + np.arange(n_min + 1, dtype=np.int64) * 600 * BIN_NS
@@ -288,17 +291,24 @@ def latent_price_path(rng: np.random.Generator, w: np.ndarray, phase: np.ndarray
     close[0] = value = start_price
     hi = lo = start_price
     levels: list[float] = []
+    holding: list[Optional[bool]] = []                 # per level: None outside its band
     for i in range(n_min):
         if i == rth_i:
             levels = [hi, lo]                          # premarket high / low
             hi = lo = close[i]
         elif i == or_i:
             levels = levels + [hi, lo]                 # opening-range high / low
+        holding += [None] * (len(levels) - len(holding))
         x = close[i]
         drift = -kappa * (x - value)
-        for lvl in levels:
+        for j, lvl in enumerate(levels):
             d = x - lvl
-            if abs(d) < LEVEL_BAND:
+            if abs(d) >= LEVEL_BAND:
+                holding[j] = None
+                continue
+            if holding[j] is None:                     # a new test: does the level hold?
+                holding[j] = bool(hold_u[i] < LEVEL_HOLD_PROBABILITY)
+            if holding[j]:
                 drift += LEVEL_PUSH * (1.0 if d >= 0 else -1.0) * (1.0 - abs(d) / LEVEL_BAND)
         r = drift + sigma[i] * (shocks[i] + jumps[i])
         close[i + 1] = x + r
