@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.silver_inputs import ReadSilverInputs
-from io_connectors.lake.silver_store import SilverStore
+from io_connectors.lake.silver_store import EPISODES, SilverStore
 from io_connectors.lake.silver_write import WriteSilverDays
 from pipelines.runner_setup import prepare_runner
 from transforms.import_closure import project_module_files
@@ -186,7 +186,9 @@ class SilverFeatureBuilder:
         dates = self.store.built_dates(m.version)
         tables = {d: self.store.read_table(m.version, d) for d in dates}
         lineages = {d: self.store.read_lineage(m.version, d) for d in dates}
-        validation = validate_feature_set(m, tables, lineages)
+        episodes = {d: self.store.read_table(m.version, d, EPISODES) for d in dates
+                    if "episodes" in {s.split("@")[0] for s in m.stages}}
+        validation = validate_feature_set(m, tables, lineages, episodes)
         doc = m.to_dict()
         doc.update({
             "created_at": f"{dt.datetime.utcnow():%Y-%m-%dT%H:%M:%SZ}",

@@ -42,7 +42,7 @@ def test_shipped_manifest_loads():
     m = load_manifest(V310)
     assert isinstance(m, FeatureManifest)
     assert m.version == "v3.1.0" and m.parent_version is None
-    assert m.stages == KNOWN_STAGES and len(m.stages) == 18
+    assert m.stages == tuple(s for s in KNOWN_STAGES if "@" not in s) and len(m.stages) == 18
     assert m.identity_columns == [n for n, _ in IDENTITY_COLUMNS]
     assert len(m.identity_columns) == 10
     assert m.label_columns[0] == "outcome"
@@ -276,7 +276,15 @@ def test_compare_manifests(good):
     }
     assert diff["parameters"]["added"] == {"labels.new_knob": 1}
     assert diff["parameters"]["removed"] == {"order_flow.method": "best_bid_ask_ofi"}
-    assert diff["stages"] == {"added": [], "removed": []}
+    assert diff["stages"] == {"added": [], "removed": [], "changed": {}}
+    red = diff["redefined"]
+    assert red["gex_above_1strike"] == ["dtype float64 -> float32"]
+    assert "parameter physics.barrier_window_s: 240 -> 120" in red["barrier_depth_start"]
+    assert "parameter order_flow.windows_s: [30, 60, 120, 300] -> [30, 60, 120, 300, 600]" \
+        in red["ofi_30s"]
+    assert "force" in red                                   # its group reads physics' output
+    assert "velocity_1min" not in red and "dist_pm_high" not in red and "event_id" not in red
+    assert diff["features"]["redefined"] == list(red)
 
 
 def test_compare_identical_and_flatten():
