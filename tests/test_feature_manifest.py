@@ -295,3 +295,24 @@ def test_compare_identical_and_flatten():
     assert diff["parameters"] == {"added": {}, "removed": {}, "changed": {}}
     flat = flatten_parameters({"a": {"b": {"c": 1}, "d": [1, 2]}, "e": 3})
     assert flat == {"a.b.c": 1, "a.d": [1, 2], "e": 3}
+
+
+def test_readme_column_table_is_the_v320_manifest():
+    import re
+    from transforms.feature_manifest import column_table
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    m = re.search(r"<!-- column-table v3.2.0 -->\n(.*?)\n<!-- /column-table -->", readme, re.S)
+    assert m, "README lost its v3.2.0 column table"
+    assert m.group(1) == column_table(os.path.join(ROOT, "configs", "features", "v3.2.0.yaml"))
+
+
+def test_v320_documents_every_column_and_keeps_v310_free_of_docs():
+    v32 = load_manifest(os.path.join(ROOT, "configs", "features", "v3.2.0.yaml"))
+    for g in v32.feature_groups:
+        for c in g.columns:
+            assert c.definition and (c.unit or c.dtype in ("string", "bool", "int8", "date32")
+                                     or g.name in ("identity",) or c.name.startswith("outcome")), c
+    assert v32.parent_version == "v3.1.0"
+    # v3.1.0's stored manifest (to_dict) is exactly what it was: no new keys appear
+    assert all(set(c) == {"name", "dtype"} for g in load_manifest(V310).to_dict()["feature_groups"]
+               for c in g["columns"])

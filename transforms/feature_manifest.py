@@ -453,3 +453,17 @@ def _redefinition(ma: FeatureManifest, mb: FeatureManifest, name: str) -> List[s
     if col_a.definition and col_b.definition and col_a.definition != col_b.definition:
         reasons.append("definition changed")
     return reasons
+
+
+def column_table(m: Union[FeatureManifest, str, os.PathLike, Mapping[str, Any]]) -> str:
+    """The manifest's columns as a Markdown table (group, name, dtype, definition, window,
+    unit, the original system's name), as in the README's Silver column table."""
+    m = _as_manifest(m)
+    rows = ["| group | column | dtype | definition | window | unit | original |",
+            "|---|---|---|---|---|---|---|"]
+    for g in m.feature_groups:
+        for c in g.columns:
+            cells = [g.name, f"`{c.name}`", c.dtype, c.definition, c.window, c.unit,
+                     f"`{c.original}`" if c.original and " " not in c.original else c.original]
+            rows.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return "\n".join(rows)

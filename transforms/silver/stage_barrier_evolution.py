@@ -41,14 +41,7 @@ def barrier_evolution_columns(windows) -> list:
     "barrier_evolution.windows_min", "barrier_evolution.depth_levels"),
     columns=lambda p: barrier_evolution_columns(p("barrier_evolution.windows_min")))
 def barrier_evolution(day: SilverDay) -> SilverDay:
-    day.require("events", "mbp")
-    events = day.events
-    t = events["ts_ns"].to_numpy(dtype=np.int64)
-    is_ask = defending_is_ask(events["direction"])
-    levels = int(day.param("barrier_evolution.depth_levels"))
-    ts = day.mbp["ts_ns"].to_numpy(dtype=np.int64)
-    ask_depth = top_depth(day.mbp, "ask", levels)
-    bid_depth = top_depth(day.mbp, "bid", levels)
+    events, t, is_ask, ts, ask_depth, bid_depth = _defending_depths(day)
 
     def depth_at(x: np.ndarray) -> np.ndarray:
         ask = asof_values(ts, ask_depth, x, default=0.0)
@@ -63,6 +56,17 @@ def barrier_evolution(day: SilverDay) -> SilverDay:
                     for w in windows})
     columns["depth_current"] = now
     return day.replace(events=add_columns(events, columns))
+
+
+def _defending_depths(day: SilverDay):
+    """(events, their times, defending side is the asks, snapshot times, top-N ask depth
+    and top-N bid depth per snapshot)."""
+    day.require("events", "mbp")
+    events = day.events
+    levels = int(day.param("barrier_evolution.depth_levels"))
+    return (events, events["ts_ns"].to_numpy(dtype=np.int64),
+            defending_is_ask(events["direction"]), day.mbp["ts_ns"].to_numpy(dtype=np.int64),
+            top_depth(day.mbp, "ask", levels), top_depth(day.mbp, "bid", levels))
 
 
 def top_depth(mbp: pd.DataFrame, side: str, levels: int) -> np.ndarray:
@@ -83,14 +87,7 @@ def barrier_evolution_v2(day: SilverDay) -> SilverDay:
     NaN when ``x`` is before the book is known (``series.book_known_from``), so
     ``depth_change_5min`` of an event five minutes after the book starts is not the current
     depth; ``depth_pct_change`` is NaN where the earlier depth is 0 or unknown."""
-    day.require("events", "mbp")
-    events = day.events
-    t = events["ts_ns"].to_numpy(dtype=np.int64)
-    is_ask = defending_is_ask(events["direction"])
-    levels = int(day.param("barrier_evolution.depth_levels"))
-    ts = day.mbp["ts_ns"].to_numpy(dtype=np.int64)
-    ask_depth = top_depth(day.mbp, "ask", levels)
-    bid_depth = top_depth(day.mbp, "bid", levels)
+    events, t, is_ask, ts, ask_depth, bid_depth = _defending_depths(day)
     known = book_known_from(day)
 
     def depth_at(x: np.ndarray) -> np.ndarray:

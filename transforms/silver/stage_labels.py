@@ -37,6 +37,22 @@ def label_suffix(h: int, primary: int) -> str:
     return "" if h == primary else f"_{h}min"
 
 
+def first_crossing(tt: np.ndarray, t0: int, broke: np.ndarray, bounced: np.ndarray):
+    """(outcome, seconds to the first break, seconds to the first bounce) of the trades at
+    times ``tt`` after ``t0``, given which of them broke / bounced (NaN: none)."""
+    brk, bnc = np.flatnonzero(broke), np.flatnonzero(bounced)
+    t_break = (tt[brk[0]] - t0) / NS_PER_S if len(brk) else np.nan
+    t_bounce = (tt[bnc[0]] - t0) / NS_PER_S if len(bnc) else np.nan
+    if len(brk) and (not len(bnc) or brk[0] < bnc[0]):
+        return "BREAK", t_break, t_bounce
+    return ("REJECT" if len(bnc) else "CHOP"), t_break, t_bounce
+
+
+def excursions(move: np.ndarray):
+    """(largest move >= 0 in the direction of travel, largest move >= 0 against it)."""
+    return max(float(move.max()), 0.0), max(float(-move.min()), 0.0)
+
+
 def label_columns(horizons, primary, fields=LABEL_FIELDS) -> list:
     """Label column names, horizon by horizon (the primary horizon unsuffixed)."""
     return [f"{f}{label_suffix(int(h), int(primary))}" for h in horizons for f in fields]
@@ -72,21 +88,11 @@ def labels(day: SilverDay) -> SilverDay:
         for i in range(n):
             px, tt = t_px[lo[i]:hi[i]], t_ts[lo[i]:hi[i]]
             theta = factor * atr[i]
-            rel = sign[i] * (px - level[i])
-            brk = np.flatnonzero(rel >= theta)
-            bnc = np.flatnonzero(sign[i] * (px - entry[i]) <= -theta)
-            if len(brk):
-                t_break[i] = (tt[brk[0]] - ts[i]) / NS_PER_S
-            if len(bnc):
-                t_bounce[i] = (tt[bnc[0]] - ts[i]) / NS_PER_S
-            if len(brk) and (not len(bnc) or brk[0] < bnc[0]):
-                outcome[i] = "BREAK"
-            elif len(bnc):
-                outcome[i] = "REJECT"
-            move = sign[i] * (px - entry[i])
+            outcome[i], t_break[i], t_bounce[i] = first_crossing(
+                tt, ts[i], sign[i] * (px - level[i]) >= theta,
+                sign[i] * (px - entry[i]) <= -theta)
             if len(px):
-                fav[i] = max(float(move.max()), 0.0)
-                adv[i] = max(float(-move.min()), 0.0)
+                fav[i], adv[i] = excursions(sign[i] * (px - entry[i]))
             last = px[-1] if len(px) else entry[i]
             strength[i] = sign[i] * (last - level[i]) / atr[i] if atr[i] > 0 else 0.0
         sfx = label_suffix(h, primary)
@@ -157,19 +163,9 @@ def labels_v2(day: SilverDay) -> SilverDay:
             if not len(px):
                 continue
             rel = sign[i] * (px - ref[i])
-            brk = np.flatnonzero(rel >= d_break[i])
-            bnc = np.flatnonzero(rel <= -d_reject[i])
-            if len(brk):
-                t_break[i] = (tt[brk[0]] - ts[i]) / NS_PER_S
-            if len(bnc):
-                t_bounce[i] = (tt[bnc[0]] - ts[i]) / NS_PER_S
-            if len(brk) and (not len(bnc) or brk[0] < bnc[0]):
-                outcome[i] = "BREAK"
-            elif len(bnc):
-                outcome[i] = "REJECT"
-            move = sign[i] * (px - entry[i])
-            fav[i] = max(float(move.max()), 0.0)
-            adv[i] = max(float(-move.min()), 0.0)
+            outcome[i], t_break[i], t_bounce[i] = first_crossing(
+                tt, ts[i], rel >= d_break[i], rel <= -d_reject[i])
+            fav[i], adv[i] = excursions(sign[i] * (px - entry[i]))
             last[i] = px[-1]
         per_atr = np.where(ok_atr, 1.0 / np.where(ok_atr, atr, 1.0), np.nan)
         sfx = label_suffix(h, primary)

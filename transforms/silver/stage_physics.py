@@ -120,20 +120,26 @@ def side_depth_in_band(mbp: pd.DataFrame, rows: np.ndarray, side: np.ndarray,
                        level: np.ndarray, band: float) -> np.ndarray:
     """Depth within ``level +- band`` of snapshot ``rows[k]`` on side ``side[k]`` ('ask' if
     True, else 'bid'); 0.0 where ``rows[k] < 0`` (no snapshot)."""
-    out = np.zeros(len(rows))
+    return _side_depth(mbp, rows, side, level, lambda prefix, px, lvl: np.abs(px - lvl) <= band,
+                       missing=0.0)
+
+
+def _side_depth(mbp: pd.DataFrame, rows: np.ndarray, is_ask: np.ndarray, level: np.ndarray,
+                counts, missing: float) -> np.ndarray:
+    """Sum of the sizes of snapshot ``rows[k]``'s levels on the asks (``is_ask[k]``) or bids
+    that are real (``px > 0``) and ``counts(prefix, px, level)``; ``missing`` where
+    ``rows[k] < 0``."""
+    out = np.full(len(rows), missing, dtype=float)
     valid = rows >= 0
     if not valid.any():
         return out
-    r = rows[valid]
-    ask = side[valid]
-    lvl = level[valid][:, None]
+    r, ask, lvl = rows[valid], is_ask[valid], level[valid][:, None]
     depth = np.zeros(len(r))
     for prefix, pick in (("ask", ask), ("bid", ~ask)):
         px = mbp[[f"{prefix}_px_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
         sz = mbp[[f"{prefix}_sz_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
-        inside = (px > 0) & (np.abs(px - lvl) <= band)
-        side_depth = np.where(inside, np.nan_to_num(sz), 0.0).sum(axis=1)
-        depth = np.where(pick, side_depth, depth)
+        inside = (px > 0) & counts(prefix, px, lvl)
+        depth = np.where(pick, np.where(inside, np.nan_to_num(sz), 0.0).sum(axis=1), depth)
     out[valid] = depth
     return out
 
@@ -254,19 +260,9 @@ def depth_to_level(mbp: pd.DataFrame, rows: np.ndarray, is_ask: np.ndarray, leve
     """Depth of snapshot ``rows[k]`` on the defending side standing between the touch and
     ``level[k] + band`` (asks, ``is_ask``) or ``level[k] - band`` (bids); NaN where
     ``rows[k] < 0``."""
-    out = np.full(len(rows), np.nan)
-    valid = rows >= 0
-    if not valid.any():
-        return out
-    r, ask, lvl = rows[valid], is_ask[valid], level[valid][:, None]
-    depth = np.zeros(len(r))
-    for prefix, pick in (("ask", ask), ("bid", ~ask)):
-        px = mbp[[f"{prefix}_px_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
-        sz = mbp[[f"{prefix}_sz_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
-        inside = (px > 0) & ((px <= lvl + band) if prefix == "ask" else (px >= lvl - band))
-        depth = np.where(pick, np.where(inside, np.nan_to_num(sz), 0.0).sum(axis=1), depth)
-    out[valid] = depth
-    return out
+    return _side_depth(mbp, rows, is_ask, level,
+                       lambda prefix, px, lvl: (px <= lvl + band) if prefix == "ask"
+                       else (px >= lvl - band), missing=np.nan)
 
 
 def barrier_to_level(day: SilverDay, t: np.ndarray, level: np.ndarray, is_up: np.ndarray) -> dict:
