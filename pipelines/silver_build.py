@@ -91,6 +91,11 @@ def main(argv=None) -> int:
               f"failed {len(stats['dates_failed'])}; {stats['signal_count']} signals in "
               f"{stats['build_seconds']:.1f} s; validation "
               f"{'-' if stats['validation_success'] is None else ('passed' if stats['validation_success'] else 'FAILED (see validation.json)')}")
+        if stats["validation_success"] is False:
+            for name, check in builder.get_validation(stats["version"])["checks"].items():
+                if check.get("success") is False:
+                    print(f"  validation {name} FAILED: "
+                          f"{sorted(check.get('violations') or check.get('observed') or [])}")
     return 1 if stats["dates_failed"] else 0
 
 

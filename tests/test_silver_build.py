@@ -250,3 +250,11 @@ def test_v320_builds_beside_v310_compares_and_validation_names_dead_features(bui
     assert set(df["outcome"]) == {"BREAK", "REJECT", "CHOP"}
     old = builder.get_validation("v3.1.0")["checks"]["constant_features"]
     assert old["success"] is None and "tape_buy_vol" in old["violations"]  # v3.1.0 is dead there
+
+
+def test_cli_names_the_failing_check_and_its_columns(built, lake, prism_path):
+    out = _cli("--manifest", V320_PATH, "--dates", DAYS[1], "--force", "--data_root",
+               lake.path(""), f"--prism_location={prism_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "validation FAILED" in out.stdout
+    assert "validation constant_features FAILED: ['fuel_effect']" in out.stdout
