@@ -9,7 +9,8 @@ problem and the source file):
 * the YAML parses and its top level is a mapping with the keys of ``REQUIRED_KEYS``; unknown
   top-level keys other than the build-time keys of ``BUILD_KEYS`` are rejected;
 * ``version`` (and ``parent_version`` when not null) match ``vMAJOR.MINOR.PATCH``;
-* ``stages`` is a non-empty subset of ``KNOWN_STAGES``, in canonical order, without duplicates;
+* ``stages`` is a non-empty subset of ``KNOWN_STAGES``, in canonical order, without duplicates
+  and without two definitions of one step (``physics`` and ``physics@2``);
 * every parameter in ``REQUIRED_PARAMETERS[stage]`` (dotted path into ``parameters``) exists for
   each listed stage;
 * each feature group has a name (unique), description, columns given as ``{name, dtype}`` with a
@@ -20,7 +21,11 @@ problem and the source file):
   ``LABEL_PREFIXES`` and no column outside it does (so forward-looking columns are always named,
   and grouped, as labels);
 * every declared column is produced by one of the listed stages (each stage declares the
-  columns it adds in the registry, ``transforms/silver/registry.py``).
+  columns it adds in the registry, ``transforms/silver/registry.py``);
+* a column may document itself with ``definition``, ``unit``, ``window`` and ``original``;
+* an optional ``parameters.quality`` section (``min_events_per_date``, ``max_zero_share``,
+  ``max_saturated_share``, ``expected: {column or block.position: {check: reason}}``) turns
+  on the dead-feature checks of ``transforms/silver/quality.py`` for the version.
 
 ``KNOWN_STAGES`` and ``REQUIRED_PARAMETERS`` are derived from that registry; the identity
 columns, label prefixes and dtypes are defined once in ``transforms/silver/columns.py``.
