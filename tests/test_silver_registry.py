@@ -81,17 +81,20 @@ class _Recording(Mapping):
 
 
 @pytest.fixture(scope="module")
-def raw_day(tmp_path_factory):
+def lake(tmp_path_factory):
     storage = LakeStorage(str(tmp_path_factory.mktemp("registry-lake")))
     for d, scale in (("2024-12-11", 0.005), ("2024-12-12", 0.005), ("2024-12-13", 0.005),
                      (DATE, 0.02)):
         write_bronze_events(storage, synthetic_session(d, scale=scale, seed=3, signals=False))
-    return read_silver_day(storage, DATE, MANIFEST.parameters, MANIFEST.columns(),
-                           MANIFEST.label_columns)
+    return storage
 
 
-def test_each_stage_adds_exactly_its_declared_columns_and_reads_only_its_parameters(raw_day):
-    day = raw_day
+@pytest.mark.parametrize("version", ["v3.1.0", "v3.2.0"])
+def test_each_stage_adds_exactly_its_declared_columns_and_reads_only_its_parameters(lake,
+                                                                                  version):
+    MANIFEST = fm.load_manifest(os.path.join(ROOT, "configs", "features", f"{version}.yaml"))  # noqa: N806
+    day = read_silver_day(lake, DATE, MANIFEST.parameters, MANIFEST.columns(),
+                          MANIFEST.label_columns)
     for name in MANIFEST.stages:
         spec = stage_spec(name)
         seen: set = set()
@@ -103,6 +106,7 @@ def test_each_stage_adds_exactly_its_declared_columns_and_reads_only_its_paramet
             after = list(out.events.columns) if out.events is not None else []
             added = [c for c in after if c not in before]
             assert added == spec.produced_columns(MANIFEST.parameters), name
+            assert set(before) - set(after) <= {"tape_volume_nonzero", "gex_nonzero"}
         undeclared = [p for p in seen
                       if not any(p == d or p.startswith(d + ".") for d in spec.parameters)]
         leaves = [p for p in undeclared if not any(d.startswith(p + ".") for d in spec.parameters)]
