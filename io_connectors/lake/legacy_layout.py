@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from io_connectors.lake.storage import LakeStorage, parquet_bytes, parquet_options
+from io_connectors.lake.training_store import TrainingStore
 from transforms.partitioning import ROOT_KEY, SESSION_DATE_KEY
 from transforms.schemas import DATASETS_BY_LAYER
 
@@ -172,7 +173,6 @@ def _has_ns_timestamps(storage: LakeStorage, rel: str) -> bool:
 
 
 def _rewrite_training_file(storage: LakeStorage, rel: str, codec) -> None:
-    from io_connectors.lake.gold_training import TrainingStore
     store = TrainingStore(storage)
     name = rel.rsplit("/", 1)[1][:-len(".parquet")]
     data = parquet_bytes(storage.read_parquet(rel), *codec)
