@@ -35,7 +35,6 @@ from typing import Iterable, Optional, Sequence
 
 import apache_beam as beam
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -47,7 +46,8 @@ from io_connectors.lake.training_store import TRAINING, TrainingStore
 from pipelines.runner_setup import prepare_runner
 from transforms.feature_manifest import load_manifest
 from transforms.gold_training import ConcatenateSignals, causality_check, merge_checks
-from transforms.gold_validation import dataset_report, promotion_gates
+from transforms.gold_validation import (dataset_report, promotion_gates, refusal,
+                                        training_metadata)
 
 _LOG = logging.getLogger("gold")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -117,9 +117,13 @@ class GoldCurator:
                     "failed_checks": gates["silver_validation"]["observed"] and
                     gates["silver_validation"]["observed"]["failed_checks"],
                     "reason": gates["silver_validation"].get("reason")}
-            self._check_gates(gates, overrides, require_all_gates, silver_version, dataset_name)
-            metadata = self._metadata(dataset_name, silver_version, doc, table, notes, gates,
-                                      overrides, hashlib.sha256(data).hexdigest())
+            why = refusal(gates, overrides, require_all_gates)
+            if why:
+                raise PromotionError(f"promotion of {silver_version} to {dataset_name!r} "
+                                     f"refused: {why}")
+            metadata = training_metadata(
+                dataset_name, silver_version, manifest, table, notes, gates, overrides,
+                hashlib.sha256(data).hexdigest(), _now(), _silver_code(doc, wanted))
             self.training.publish(staged, dataset_name, metadata)
         finally:
             self.training.discard(staged)
@@ -149,38 +153,6 @@ class GoldCurator:
                     "date": date}
         return causality_check(raw, manifest,
                                self.silver.read_table(version, date).to_pandas())
-
-    @staticmethod
-    def _check_gates(gates, overrides, require_all_gates, version, name) -> None:
-        failed = {k: g for k, g in gates.items()
-                  if g.get("success") is False and k not in overrides}
-        unchecked = {k: g.get("reason") for k, g in gates.items() if g.get("success") is None}
-        if failed or (require_all_gates and unchecked):
-            hint = (" (--allow_failed_validation promotes it anyway, recorded in the "
-                    "metadata)" if "silver_validation" in failed else "")
-            raise PromotionError(
-                f"promotion of {version} to {name!r} refused: "
-                + "; ".join([f"gate {k} failed: {g.get('reason') or g.get('observed')}"
-                             for k, g in failed.items()]
-                            + [f"gate {k} not checked: {why}" for k, why in unchecked.items()
-                               if require_all_gates]) + hint)
-
-    def _metadata(self, name, version, doc, table, notes, gates, overrides, sha256) -> dict:
-        manifest = load_manifest(doc)
-        dates = sorted(set(table["date"].cast(pa.string()).to_pylist()))
-        return {
-            "dataset_name": name, "silver_version": version, "created_at": _now(),
-            "signal_count": table.num_rows, "feature_count": len(manifest.feature_columns),
-            "label_columns": manifest.label_columns,
-            "date_range": {"start": dates[0] if dates else None,
-                           "end": dates[-1] if dates else None},
-            "dates": dates, "notes": notes,
-            "manifest": {"version": manifest.version, "description": manifest.description,
-                         "parameters": dict(manifest.parameters)},
-            "gates": gates, "overrides": overrides, "sha256": sha256,
-            "silver_lineage": {"code": (doc.get("source") or {}).get("lineage", {}).get(
-                dates[-1], {}).get("code") if dates else None},
-        }
 
     # ---- reading -----------------------------------------------------------------------
     def list_datasets(self) -> list[dict]:
@@ -212,6 +184,12 @@ class GoldCurator:
         report["overrides"] = meta.get("overrides") or {}
         report["success"] = bool(report["success"] and report["sha256_matches_metadata"])
         return report
+
+
+def _silver_code(doc: dict, dates: list[str]):
+    """The code version recorded in the Silver manifest's lineage of the last date."""
+    lineage = (doc.get("source") or {}).get("lineage") or {}
+    return (lineage.get(dates[-1]) or {}).get("code") if dates else None
 
 
 def _now() -> str:

@@ -45,6 +45,8 @@ from transforms.feature_manifest import (FeatureManifest, ManifestError, compare
                                          load_manifest)
 from transforms.silver.ptransforms import SilverStages
 from transforms.silver.validation import validate_feature_set
+from transforms.silver.warmup import warmup_warning
+from transforms.validation_report import failed_checks
 
 _LOG = logging.getLogger("silver")
 ManifestLike = Union[FeatureManifest, str, Path, dict]
@@ -252,31 +254,6 @@ class SilverFeatureBuilder:
     def compare_versions(self, a: str, b: str) -> dict:
         """Features added/removed/common and parameter differences between two versions."""
         return compare_manifests(self.get_manifest(a), self.get_manifest(b))
-
-
-def warmup_warning(lineage: dict) -> Optional[str]:
-    """A line naming the warm-up weekdays a built date lacked in Bronze, or None."""
-    warm = lineage.get("warmup") or {}
-    if not warm.get("missing") and warm.get("bars_before_rth", 0) >= warm.get("bars_needed", 0):
-        return None
-    return (f"warm-up weekdays missing in Bronze: {', '.join(warm['missing']) or 'none'} "
-            f"({warm['bars_before_rth']} of the {warm['bars_needed']} "
-            f"{warm['bar_minutes']}-minute bars the longest SMA needs before the session"
-            f"{'' if warm['bars_before_rth'] >= warm['bars_needed'] else '; its SMAs are missing'})")
-
-
-def failed_checks(validation: dict) -> dict:
-    """``{check: short reason}`` of the failed checks of a ``validation.json``, whatever
-    checks it holds."""
-    out = {}
-    for name, check in (validation.get("checks") or {}).items():
-        if check.get("success") is False:
-            detail = (check.get("failed_dates") or check.get("violations")
-                      or check.get("unknown_values") or check.get("impure_dates")
-                      or check.get("observed"))
-            out[name] = detail if isinstance(detail, (str, int, float)) else \
-                str(detail)[:300]
-    return out
 
 
 def _log_progress(result: dict, version: str) -> dict:

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from transforms.arrow_stats import null_rate
 from transforms.feature_manifest import LABEL_PREFIXES, FeatureManifest
+from transforms.validation_report import failed_checks
 
 HIGH_NULL = 0.10
 
@@ -43,6 +44,43 @@ def _counts(col: pa.ChunkedArray) -> dict[str, int]:
     return {str(v): int(c) for v, c in zip(values, counts)}
 
 
+def refusal(gates: Mapping[str, Mapping], overrides: Mapping[str, Any] = (),
+            require_all_gates: bool = False) -> Optional[str]:
+    """Why a promotion must be refused (the failed gates not overridden and, with
+    ``require_all_gates``, the unchecked ones), or None when it may go ahead."""
+    failed = {k: g for k, g in gates.items() if g.get("success") is False and k not in overrides}
+    unchecked = {k: g.get("reason") for k, g in gates.items() if g.get("success") is None}
+    if not failed and not (require_all_gates and unchecked):
+        return None
+    reasons = [f"gate {k} failed: {g.get('reason') or g.get('observed')}"
+               for k, g in failed.items()]
+    if require_all_gates:
+        reasons += [f"gate {k} not checked: {why}" for k, why in unchecked.items()]
+    hint = (" (--allow_failed_validation promotes it anyway, recorded in the metadata)"
+            if "silver_validation" in failed else "")
+    return "; ".join(reasons) + hint
+
+
+def training_metadata(name: str, version: str, manifest: FeatureManifest, table: pa.Table,
+                      notes: str, gates: Mapping, overrides: Mapping, sha256: str,
+                      created_at: str, code: Optional[Mapping] = None) -> dict:
+    """``{name}_metadata.json`` of a promoted dataset (the seed's keys plus gates, label
+    columns, dates, overrides, SHA-256 of the file and the Silver code version)."""
+    dates = sorted(set(table["date"].cast(pa.string()).to_pylist()))
+    return {
+        "dataset_name": name, "silver_version": version, "created_at": created_at,
+        "signal_count": table.num_rows, "feature_count": len(manifest.feature_columns),
+        "label_columns": manifest.label_columns,
+        "date_range": {"start": dates[0] if dates else None,
+                       "end": dates[-1] if dates else None},
+        "dates": dates, "notes": notes,
+        "manifest": {"version": manifest.version, "description": manifest.description,
+                     "parameters": dict(manifest.parameters)},
+        "gates": dict(gates), "overrides": dict(overrides), "sha256": sha256,
+        "silver_lineage": {"code": code},
+    }
+
+
 def silver_validation_gate(validation: Optional[Mapping[str, Any]],
                            dates: Optional[Sequence[str]] = None) -> dict:
     """The ``silver_validation`` gate (see the module docstring)."""
@@ -50,8 +88,7 @@ def silver_validation_gate(validation: Optional[Mapping[str, Any]],
         return {"success": False, "observed": None,
                 "reason": "the Silver version has no validation.json (never validated, or "
                           "its build did not finish)"}
-    failed = sorted(k for k, c in (validation.get("checks") or {}).items()
-                    if isinstance(c, Mapping) and c.get("success") is False)
+    failed = sorted(failed_checks(validation))
     validated = validation.get("dates")
     uncovered = sorted(set(dates or ()) - set(validated)) if validated is not None else []
     ok = validation.get("success") is True and not uncovered

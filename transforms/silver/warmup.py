@@ -11,7 +11,8 @@ as an all-null ``sma_*`` column with no hint why; these two pure functions give 
   date (``weekdays``, ``missing``, ``bars_before_rth`` and ``bars_needed``);
 - ``warmup_check(lineages)``: the ``warmup`` check of ``validation.json``: fails for a date
   with fewer bars before RTH than the longest SMA needs, naming its missing weekdays.
-  Missing weekdays with enough bars anyway (an exchange holiday) are listed, not failed.
+  Missing weekdays with enough bars anyway (an exchange holiday) are listed, not failed;
+- ``warmup_warning(lineage)``: the line a CLI prints for such a date, or None.
 """
 from __future__ import annotations
 
@@ -62,3 +63,15 @@ def warmup_check(lineages: Mapping[str, Mapping[str, Any]]) -> dict:
                 f"backfill them, then rebuild this date with --force")
     return {"success": not failed, "observed": observed, "failed_dates": failed,
             "missing_weekdays": missing}
+
+
+def warmup_warning(lineage: Mapping[str, Any]) -> Optional[str]:
+    """A line naming the warm-up weekdays a built date lacked in Bronze, or None."""
+    w = lineage.get("warmup") or {}
+    if not w.get("missing") and w.get("bars_before_rth", 0) >= w.get("bars_needed", 0):
+        return None
+    short = w["bars_before_rth"] < w["bars_needed"]
+    return (f"warm-up weekdays missing in Bronze: {', '.join(w['missing']) or 'none'} "
+            f"({w['bars_before_rth']} of the {w['bars_needed']} {w['bar_minutes']}-minute "
+            f"bars the longest SMA needs before the session"
+            f"{'; its SMAs are missing' if short else ''})")
