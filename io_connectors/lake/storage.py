@@ -55,7 +55,7 @@ class LakeStorage:
     In: ``data_root`` (local path, ``file://path`` or ``s3://bucket/prefix``) and optional S3
     settings (precedence in the module docstring).  Out: the storage API on root-relative
     paths, ``fs`` (a pyarrow filesystem for datasets and reads) and ``path(rel)`` (the path
-    of ``rel`` on ``fs``).  A scheme other than ``file``/``s3`` raises ValueError.
+    of ``rel`` on ``fs``).  A scheme other than ``file``/``s3`` raises ConfigError.
 
     Picklable: only the root and the RESOLVED S3 settings (credentials included) are
     pickled; clients are rebuilt on first use, so a Beam worker reaches the same store as

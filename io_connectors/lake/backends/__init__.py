@@ -24,15 +24,18 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from io_connectors.config import ConfigError
+
 
 def open_backend(scheme: str, root: str, s3: Optional[Mapping] = None):
     """The backend of ``scheme`` ('' or 'file': local disk, 's3': S3) for ``root`` (an
-    absolute local path, or ``bucket/prefix``).  ValueError for any other scheme."""
+    absolute local path, or ``bucket/prefix``).  ConfigError (a ValueError) for any other
+    scheme: a data root like ``ftp://host/x`` stops every entry point with one line."""
     if scheme in ("", "file"):
         from io_connectors.lake.backends.local import LocalBackend
         return LocalBackend(root)
     if scheme == "s3":
         from io_connectors.lake.backends.s3 import S3Backend
         return S3Backend(root, dict(s3 or {}))
-    raise ValueError(f"unsupported storage scheme {scheme + '://'!r}: use a local path, "
+    raise ConfigError(f"unsupported storage scheme {scheme + '://'!r}: use a local path, "
                      f"file:// or s3://bucket/prefix")
