@@ -53,8 +53,7 @@ def _error(storage: LakeStorage, folder: str, what: str) -> LegacyLayoutError:
 
 
 def _checked(storage: LakeStorage) -> set:
-    cache = storage.__dict__.setdefault("_layout_checked", set())
-    return cache
+    return storage.layout_checked
 
 
 def check_bronze_layout(storage: LakeStorage, layer: str, dataset: str) -> None:

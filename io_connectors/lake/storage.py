@@ -80,6 +80,8 @@ class LakeStorage:
             if self.scheme == "s3" else {}
         self.backend = open_backend(self.scheme, root, self._s3)
         self._root = self.backend.root
+        # folders already found free of the old layout (io_connectors.lake.legacy_layout)
+        self.layout_checked: set = set()
 
     @property
     def fs(self) -> pafs.FileSystem:

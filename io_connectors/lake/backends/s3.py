@@ -9,7 +9,8 @@ with S3's conditional requests.
   target is replaced whole), then the staged object is deleted;
 - ``lock``: a lease object created with ``If-None-Match: *`` holding its owner and expiry;
   released by a ``DeleteObject`` with ``If-Match`` on its ETag (never deleting a lease
-  that another holder took over); a lease past its expiry (a crashed holder) is taken
+  that another holder took over; a store without conditional deletes gets a plain
+  ``DeleteObject``); a lease past its expiry (a crashed holder) is taken
   over with a ``PutObject`` ``If-Match`` on the stale ETag, so only one waiter wins it.
   Expiry compares wall clocks: hosts sharing a lake need clocks within the lease time.
 
@@ -154,11 +155,19 @@ class S3Backend:
         try:
             yield
         finally:
-            try:
-                self._call("DeleteObject", path, IfMatch=etag)
-            except (S3RequestError, FileNotFoundError) as exc:
-                _LOG.warning("lock %s was not ours any more at release (%s): its lease "
-                             "expired and another holder took it over", path, exc)
+            self._release(path, etag)
+
+    def _release(self, path: str, etag: str) -> None:
+        try:
+            self._call("DeleteObject", path, IfMatch=etag)
+        except FileNotFoundError:
+            pass
+        except S3RequestError as exc:
+            if exc.status == 412 or exc.code == "PreconditionFailed":
+                _LOG.warning("lock s3://%s was not ours any more at release: its lease "
+                             "expired and another holder took it over", path)
+            else:       # a store without conditional deletes: delete the lease we hold
+                self._call("DeleteObject", path)
 
     def _acquire(self, path: str, timeout_s: float, lease_s: float) -> str:
         deadline = time.monotonic() + timeout_s
