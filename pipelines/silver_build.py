@@ -22,6 +22,7 @@ from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest
+from transforms.validation_report import failed_checks
 
 
 def parse_dates(spec: str, storage: LakeStorage, root: str) -> list[str]:
@@ -87,15 +88,17 @@ def main(argv=None) -> int:
             print(f"  {d}  skipped (already built; --force rebuilds)")
         for d, why in sorted(stats["dates_failed"].items()):
             print(f"  {d}  FAILED  {why}")
+        for d, text in sorted(stats["warnings"].items()):
+            print(f"  {d}  WARNING {text}")
+        for name, what in sorted(stats["validation_failed_checks"].items()):
+            print(f"  validation check {name} FAILED: {what}")
         print(f"built {len(stats['dates_built'])}, skipped {len(stats['dates_skipped'])}, "
               f"failed {len(stats['dates_failed'])}; {stats['signal_count']} signals in "
               f"{stats['build_seconds']:.1f} s; validation "
               f"{'-' if stats['validation_success'] is None else ('passed' if stats['validation_success'] else 'FAILED (see validation.json)')}")
         if stats["validation_success"] is False:
-            for name, check in builder.get_validation(stats["version"])["checks"].items():
-                if check.get("success") is False:
-                    print(f"  validation {name} FAILED: "
-                          f"{sorted(check.get('violations') or check.get('observed') or [])}")
+            for name, detail in failed_checks(builder.get_validation(stats["version"])).items():
+                print(f"  validation {name} FAILED: {detail}")
     return 1 if stats["dates_failed"] else 0
 
 

@@ -19,7 +19,10 @@ null_rates_summary`` keys are kept too).  Checks:
   BREAK/REJECT/CHOP;
 - ``duplicate_event_ids``: across all dates; must be 0;
 - ``front_month_purity``: every date was built from one contract, its front month
-  (from the lineage); roll-contaminated dates (dominance < 60 %) are listed.
+  (from the lineage); roll-contaminated dates (dominance < 60 %) are listed;
+- ``warmup``: every date had the 2-minute bars its longest SMA needs before the session;
+  a date without names its warm-up weekdays missing in Bronze
+  (``transforms.silver.warmup``).
 
 Dead-feature checks (:mod:`transforms.silver.quality`): ``constant_features`` (a feature
 column with one distinct value over a date), ``mostly_zero_features`` (a numeric feature
@@ -42,6 +45,7 @@ from transforms.arrow_stats import null_rate
 
 from transforms.silver.quality import dead_feature_checks
 from transforms.silver.stage_rth_filter import declared_schema
+from transforms.silver.warmup import warmup_check
 
 OUTCOMES = ("BREAK", "REJECT", "CHOP")
 MAX_FEATURE_NULL_RATE = 0.10
@@ -136,6 +140,7 @@ def validate_feature_set(manifest, tables: Mapping[str, pa.Table],
                                     "impure_dates": impure,
                                     "roll_contaminated_dates": contaminated}
 
+    checks["warmup"] = warmup_check({d: lineages.get(d) for d in dates})
     checks.update(dead_feature_checks(manifest, tables, episodes or {}))
 
     feature_rates = [rates[c] for c in manifest.feature_columns if c in rates]
