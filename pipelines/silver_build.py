@@ -22,7 +22,6 @@ from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest
-from transforms.validation_report import failed_checks
 
 
 def parse_dates(spec: str, storage: LakeStorage, root: str) -> list[str]:
@@ -96,9 +95,6 @@ def main(argv=None) -> int:
               f"failed {len(stats['dates_failed'])}; {stats['signal_count']} signals in "
               f"{stats['build_seconds']:.1f} s; validation "
               f"{'-' if stats['validation_success'] is None else ('passed' if stats['validation_success'] else 'FAILED (see validation.json)')}")
-        if stats["validation_success"] is False:
-            for name, detail in failed_checks(builder.get_validation(stats["version"])).items():
-                print(f"  validation {name} FAILED: {detail}")
     return 1 if stats["dates_failed"] else 0
 
 

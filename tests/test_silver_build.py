@@ -262,5 +262,5 @@ def test_cli_names_the_failing_check_and_its_columns(built, lake, prism_path):
                lake.path(""), f"--prism_location={prism_path}")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "validation FAILED" in out.stdout
-    assert f"validation constant_features FAILED: {{'fuel_effect': {{'{DAYS[1]}': 1}}}}" \
+    assert f"validation check constant_features FAILED: {{'fuel_effect': {{'{DAYS[1]}': 1}}}}" \
         in out.stdout
