@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.demo import newest_manifest
+from transforms.feature_manifest import load_manifest
 
 from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.lake.silver_inputs import read_silver_day
@@ -146,7 +147,7 @@ def test_the_gold_training_file(lake, tool):
     meta = store.read_metadata("demo_signals")
     got = READERS[tool](os.path.join(lake, store.data_file("demo_signals")))
     assert got.num_rows == meta["signal_count"] > 0
-    assert got.column_names == MANIFEST.column_names()
+    assert got.column_names == load_manifest(newest_manifest()).column_names()
     assert _tz_aware(got["timestamp"])
     assert meta["gates"]["silver_validation"]["success"] is True
 
