@@ -100,6 +100,13 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass.PERMANENT
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return ErrorClass.TRANSIENT
+    status = getattr(exc, "status", None)     # HTTP status of a storage request
+    if isinstance(status, int) and 400 <= status < 600:
+        return (ErrorClass.TRANSIENT if status >= 500 or status in (408, 429)
+                else ErrorClass.PERMANENT)
+    if isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError,
+                        IsADirectoryError)):
+        return ErrorClass.PERMANENT
     if isinstance(exc, OSError):
         if exc.errno in _TRANSIENT_ERRNOS:
             return ErrorClass.TRANSIENT

@@ -111,7 +111,7 @@ def check_data_root(storage: LakeStorage, create: bool = True) -> None:
     """Raises ``StartupError`` unless the data root can be used: local, it exists (or,
     with ``create``, is created) and, with ``create`` (a writer), a probe file can be
     written and removed; S3, its bucket exists and answers to the credentials."""
-    if storage.is_s3:
+    if getattr(storage, "scheme", "") == "s3":
         _check_s3(storage)
     else:
         _check_local(storage, create)

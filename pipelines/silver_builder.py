@@ -38,35 +38,46 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.silver_inputs import ReadSilverInputs
-from io_connectors.lake.silver_store import SilverStore
+from io_connectors.lake.silver_store import EPISODES, SilverStore
 from io_connectors.lake.silver_write import WriteSilverDays
 from pipelines.runner_setup import prepare_runner
+from transforms.import_closure import project_module_files
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
                                          load_manifest)
 from transforms.silver.ptransforms import SilverStages
 from transforms.silver.validation import validate_feature_set
+from transforms.silver.warmup import warmup_warning
+from transforms.validation_report import failed_checks
 
 _LOG = logging.getLogger("silver")
 ManifestLike = Union[FeatureManifest, str, Path, dict]
-_CODE_GLOBS = ("transforms/silver/*.py", "transforms/feature_manifest.py",
-               "io_connectors/lake/silver_*.py", "io_connectors/lake/bronze_reader.py")
+# The modules whose code decides what a build writes: the build's own module and everything
+# it imports from the project (found by reading the imports, transforms/import_closure.py).
+CODE_ROOTS = ("pipelines.silver_builder",)
 
 
-def code_version() -> dict:
-    """Git commit (with a dirty flag) and a SHA-256 of the Silver code's sources."""
+def code_files(root: Path = PROJECT_ROOT) -> list[str]:
+    """The project source files the Silver build imports (relative paths, sorted)."""
+    return project_module_files(CODE_ROOTS, root)
+
+
+def code_version(root: Path = PROJECT_ROOT) -> dict:
+    """Git commit (with a dirty flag) and a SHA-256 over the sources the build imports
+    (``code_files``: path and bytes of each), so a change to any of them, e.g. the
+    front-month rule, changes the recorded code version."""
     digest = hashlib.sha256()
-    for pattern in _CODE_GLOBS:
-        for path in sorted(PROJECT_ROOT.glob(pattern)):
-            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    out = {"source_sha256": digest.hexdigest()}
+    files = code_files(root)
+    for rel in files:
+        digest.update(rel.encode())
+        digest.update((Path(root) / rel).read_bytes())
+    out = {"source_sha256": digest.hexdigest(), "source_files": len(files)}
     try:
         out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
             timeout=10, check=True).stdout.strip()
         out["git_dirty"] = bool(subprocess.run(
-            ["git", "status", "--porcelain", "--", "transforms", "io_connectors"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip())
+            ["git", "status", "--porcelain", "--", *files],
+            cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
@@ -111,7 +122,8 @@ class SilverFeatureBuilder:
         """Builds ``dates`` of the manifest's version.  Returns stats: ``version,
         dates_built, dates_skipped, dates_failed ({date: "stage: reason"}), signal_count
         (built now), build_seconds, per_date ({date: {status, signal_count, seconds}}),
-        validation_success``.  Raises ManifestError for a bad or conflicting manifest and
+        validation_success, validation_failed_checks ({check: what failed}), warnings
+        ({date: text}: warm-up weekdays missing in Bronze)``.  Raises ManifestError for a bad or conflicting manifest and
         ValueError for a bad date."""
         m = manifest if isinstance(manifest, FeatureManifest) else load_manifest(manifest)
         dates = _check_dates(dates)
@@ -133,6 +145,8 @@ class SilverFeatureBuilder:
         failed = {r["date"]: f"{r['stage']}: {r['reason']}" for r in results
                   if r["status"] != "built"}
         validation = self._write_version_files(m) if built else None
+        warnings = {r["date"]: text for r in results if r["status"] == "built"
+                    for text in [warmup_warning(r.get("lineage") or {})] if text}
         return {
             "version": m.version, "dates_built": built, "dates_skipped": skipped,
             "dates_failed": failed,
@@ -141,6 +155,8 @@ class SilverFeatureBuilder:
             "per_date": {r["date"]: {"status": r["status"], "signal_count": r["signal_count"],
                                      "seconds": r.get("seconds")} for r in results},
             "validation_success": None if validation is None else validation["success"],
+            "validation_failed_checks": {} if validation is None else failed_checks(validation),
+            "warnings": warnings,
         }
 
     def _check_version_manifest(self, m: FeatureManifest) -> None:
@@ -177,7 +193,9 @@ class SilverFeatureBuilder:
         dates = self.store.built_dates(m.version)
         tables = {d: self.store.read_table(m.version, d) for d in dates}
         lineages = {d: self.store.read_lineage(m.version, d) for d in dates}
-        validation = validate_feature_set(m, tables, lineages)
+        episodes = {d: self.store.read_table(m.version, d, EPISODES) for d in dates
+                    if "episodes" in {s.split("@")[0] for s in m.stages}}
+        validation = validate_feature_set(m, tables, lineages, episodes)
         doc = m.to_dict()
         doc.update({
             "created_at": f"{dt.datetime.utcnow():%Y-%m-%dT%H:%M:%SZ}",
@@ -193,7 +211,7 @@ class SilverFeatureBuilder:
                                str(m.arrow_schema()).encode()).hexdigest()[:16],
                            "success": validation["success"]},
         })
-        self.store.write_json(f"{self.store.version_dir(m.version)}/validation.json", validation)
+        self.store.write_validation(m.version, validation)
         self.store.write_manifest(m.version, doc)
         return validation
 
@@ -235,12 +253,11 @@ class SilverFeatureBuilder:
                    ) -> pd.DataFrame:
         """``state_table`` or ``episodes`` of ``version`` as one DataFrame."""
         wanted = self.store.built_dates(version) if dates is None else _check_dates(dates)
-        frames = [self.store.read_table(version, d, f"{name}.parquet").to_pandas()
-                  for d in wanted]
+        frames = [self.store.read_table(version, d, name).to_pandas() for d in wanted]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def get_validation(self, version: str) -> dict:
-        doc = self.store.read_json(f"{self.store.version_dir(version)}/validation.json")
+        doc = self.store.read_validation(version)
         if doc is None:
             raise KeyError(f"no validation.json for {version!r}")
         return doc
@@ -254,6 +271,9 @@ def _log_progress(result: dict, version: str) -> dict:
     if result["status"] == "built":
         _LOG.info("silver %s %s: built, %d signals in %.2f s", version, result["date"],
                   result["signal_count"], result.get("seconds") or 0.0)
+        text = warmup_warning(result.get("lineage") or {})
+        if text:
+            _LOG.warning("silver %s %s: %s", version, result["date"], text)
     else:
         _LOG.warning("silver %s %s: FAILED at %s: %s", version, result["date"],
                      result["stage"], result["reason"])
