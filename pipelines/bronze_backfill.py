@@ -37,7 +37,7 @@ from io_connectors.lake.bounded_shards import WriteBoundedShards
 from io_connectors.lake.staging import Staging
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
-                                    reject_unknown_flags)
+                                    reject_unknown_flags, tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_backfill")
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     p = beam.Pipeline(options=options)
     build(p, files, instruments, storage, staging, max_events, block_bytes, rules,
           o.include_spreads)
+    tune_gc_for_streaming()        # the driver (and in-process runners' workers)
     try:
         p.run().wait_until_finish()
         report = BackfillReport.read(staging, files)

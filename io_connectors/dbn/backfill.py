@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from io_connectors.dbn import decode as dbn_files
 from io_connectors.dbn.blocks import DbnBlock, DbnFile, block_records, unpack
 from io_connectors.dbn.columnar import decode_block
-from io_connectors.lake.staging import Staging
+from io_connectors.lake.staging import Staging, batch_worker_gc
 from transforms.arrow_rows import rows_to_table
 from transforms.bronze_route import route_message
 from transforms.bronze_rules import DEFAULT_RULES, BronzeRules
@@ -106,6 +106,9 @@ class _Decode(beam.DoFn):
         self._lookups: dict = {}
         self._records = Metrics.counter("lake", "dbn_records")
         self._dead = Metrics.counter("lake", "dead_letters")
+
+    def setup(self):
+        batch_worker_gc()
 
     def _lookup(self, file: DbnFile):
         lookup = self._lookups.get(file.path)

@@ -111,10 +111,9 @@ def unpack(file: DbnFile, staging: Staging, block_bytes: int) -> list[DbnBlock]:
         body = os.path.getsize(file.path) - start
         if body % size:
             raise ValueError(f"{file.path}: truncated DBN file ({body % size} trailing bytes)")
-        records = read_records(file.path, dtype, start)
         blocks = []
-        for b, first in enumerate(range(0, len(records), per_block)):
-            part = records[first:first + per_block]
+        for b, first in enumerate(range(0, body // size, per_block)):
+            part = read_records(file.path, dtype, start + first * size, per_block)
             if not _framed(part, rtype, size):
                 return [per_message_unit(file)]
             blocks.append(DbnBlock(f"{file.index:05d}-{b:06d}", file, False, None,
@@ -133,7 +132,7 @@ def unpack(file: DbnFile, staging: Staging, block_bytes: int) -> list[DbnBlock]:
             if len(data) % size:
                 raise ValueError(f"{file.path}: truncated DBN file "
                                  f"({len(data) % size} trailing bytes)")
-            if not _framed(np.frombuffer(data, dtype), rtype, size):
+            if not _framed(np.frombuffer(data, dtype), rtype, size):   # header fields only
                 for blk in blocks:
                     staging.remove(blk.raw)
                 return [per_message_unit(file)]
@@ -147,7 +146,7 @@ def unpack(file: DbnFile, staging: Staging, block_bytes: int) -> list[DbnBlock]:
 
 
 def block_records(block: DbnBlock, staging: Staging) -> np.ndarray:
-    """The records of a columnar block as a structured array (memory-mapped when local)."""
+    """The records of a columnar block as a structured array."""
     dtype = columnar_layout(block.file.schema)[1]
     if block.raw is None:
         return read_records(block.file.path, dtype, block.offset, block.count)

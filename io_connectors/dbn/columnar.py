@@ -48,6 +48,15 @@ _LAYOUTS = {
     "trades": (int(dbn.RType.MBP_0), np.dtype(dbn.TradeMsg._dtypes)),     # pylint: disable=protected-access
     "mbp-10": (int(dbn.RType.MBP_10), np.dtype(dbn.MBP10Msg._dtypes)),    # pylint: disable=protected-access
 }
+_LEVEL_FIELDS = ("bid_px", "ask_px", "bid_sz", "ask_sz", "bid_ct", "ask_ct")
+_LEVEL = np.dtype([(name, _LAYOUTS["mbp-10"][1].fields[f"{name}_00"][0])
+                   for name in _LEVEL_FIELDS])
+_BOOK_LEVELS = np.dtype({"names": ["levels"], "formats": [(_LEVEL, MBP_LEVELS)],
+                         "offsets": [_LAYOUTS["mbp-10"][1].fields["bid_px_00"][1]],
+                         "itemsize": _LAYOUTS["mbp-10"][1].itemsize})
+assert all(_LAYOUTS["mbp-10"][1].fields[f"{name}_{i:02d}"][1]
+           == _BOOK_LEVELS.fields["levels"][1] + i * _LEVEL.itemsize + _LEVEL.fields[name][1]
+           for i in range(MBP_LEVELS) for name in _LEVEL_FIELDS), "MBP-10 level layout"
 _NS_PER_DAY = 86_400 * 10**9
 _DAY_BITS = 20                          # days since 1970 of any uint64 timestamp < 2**18
 _FUT_DS = BRONZE_DATASETS[SUBJECT_FUTURES_TRADES].path
@@ -267,9 +276,9 @@ def _options_trades_table(rec, pair, inst: _Instruments, source: str) -> pa.Tabl
 def _trades(rec: np.ndarray, inst: _Instruments, spread: np.ndarray, source: str):
     """-> (outcome, [(dataset, indices, table, partitions, partition_index, None)])."""
     out = _common(rec, inst, spread)
-    price = rec["price"]
+    price = np.ascontiguousarray(rec["price"])        # each field read once from the
+    size = np.ascontiguousarray(rec["size"])          # records, then used several times
     out.skip(price == UNDEF_PRICE, "undefined_price")
-    size = rec["size"]
     out.skip((size < 1) | (size > INT32_MAX), "bad_size")
     pair = inst.pair
     code = inst.kind_code[pair]
@@ -308,40 +317,37 @@ def _books(rec: np.ndarray, inst: _Instruments, spread: np.ndarray, source: str)
         if kind != "future":
             out.skip(_is_kind(inst, code, kind), f"book_of_{kind}")
     out.skip(~inst.symbol_ok[pair], "symbol_not_identifier")
-    levels = range(MBP_LEVELS)
-    bid_px = np.stack([rec[f"bid_px_{i:02d}"] for i in levels])
-    ask_px = np.stack([rec[f"ask_px_{i:02d}"] for i in levels])
-    bid_sz = np.stack([rec[f"bid_sz_{i:02d}"] for i in levels])
-    ask_sz = np.stack([rec[f"ask_sz_{i:02d}"] for i in levels])
+    lv = rec.view(_BOOK_LEVELS)["levels"]            # (n, 10) views into the records
+    bid_px, ask_px = lv["bid_px"], lv["ask_px"]
     has_bid, has_ask = bid_px != UNDEF_PRICE, ask_px != UNDEF_PRICE
     # decode._book_event checks the levels up to the deepest defined one, in order, each
     # for a negative price first, then for a size beyond int32: the first failing level
     # names the reason.  (A level past the depth has no defined side, so cannot fail.)
     negative = (has_bid & (bid_px < 0)) | (has_ask & (ask_px < 0))
-    too_big = (has_bid & (bid_sz > INT32_MAX)) | (has_ask & (ask_sz > INT32_MAX))
-    failing = negative | too_big
-    first = failing.argmax(axis=0)
-    cols = np.arange(len(rec))
-    bad = failing.any(axis=0)
-    out.skip(bad & negative[first, cols], "negative_book_price")
+    failing = negative | (has_bid & (lv["bid_sz"] > INT32_MAX)) | (
+        has_ask & (lv["ask_sz"] > INT32_MAX))
+    rows = np.arange(len(rec))
+    bad = failing.any(axis=1)
+    out.skip(bad & negative[rows, failing.argmax(axis=1)], "negative_book_price")
     out.skip(bad, "bad_size")
     take = out.take(np.ones(len(rec), bool))
     parts = []
     if len(take):
+        sub, p = rec[take], pair[take]
+        lv = sub.view(_BOOK_LEVELS)["levels"]
+        has_bid, has_ask = has_bid[take], has_ask[take]
         # sides left undefined inside a book's depth (decode counts them as empty)
-        defined = (has_bid | has_ask)[:, take]
-        depth = np.where(defined.any(axis=0), MBP_LEVELS - defined[::-1].argmax(axis=0), 0)
-        inside = np.arange(MBP_LEVELS)[:, None] < depth[None, :]
-        empty = ((inside & ~has_bid[:, take]).sum(axis=0)
-                 + (inside & ~has_ask[:, take]).sum(axis=0))
-        sub = rec[take]
-        p = pair[take]
+        defined = has_bid | has_ask
+        depth = np.where(defined.any(axis=1),
+                         MBP_LEVELS - defined[:, ::-1].argmax(axis=1), 0)
+        inside = np.arange(MBP_LEVELS)[None, :] < depth[:, None]
+        empty = (inside & ~has_bid).sum(axis=1) + (inside & ~has_ask).sum(axis=1)
         arrays = _head(sub, source) + [_strings(inst.symbol, p)]
-        for px, sz, has in ((bid_px, bid_sz, has_bid), (ask_px, ask_sz, has_ask)):
-            for i in levels:
-                arrays.append(pa.array(np.where(has[i, take], _prices(px[i, take]), 0.0)))
-                arrays.append(pa.array(np.where(has[i, take], sz[i, take], 0).astype(np.int32)))
-        # schema order: bid_px_1, bid_sz_1, ..., then asks, as above
+        for side, has in (("bid", has_bid), ("ask", has_ask)):
+            px = np.where(has, _prices(lv[f"{side}_px"]), 0.0).T.copy()    # (10, n)
+            sz = np.where(has, lv[f"{side}_sz"], 0).astype(np.int32).T.copy()
+            for i in range(MBP_LEVELS):       # schema order: px_1, sz_1, ..., px_10, sz_10
+                arrays += [pa.array(px[i]), pa.array(sz[i])]
         arrays.append(pa.array((sub["flags"] & dbn.F_SNAPSHOT) != 0))
         arrays.append(pa.array(sub["sequence"].astype(np.int64)))
         table = pa.Table.from_arrays(arrays, schema=FUTURES_MBP10)
@@ -380,7 +386,7 @@ def decode_block(records: np.ndarray, schema: str, lookup: FileInstruments, vers
             stats.empty_book_sides += int(empty.sum())
         order, groups = group_by_shard_key(dataset, partitions, part_index,
                                            table["ts_event_ns"].to_numpy())
-        if len(groups) > 1:
+        if len(groups) > 1 and (order[1:] < order[:-1]).any():   # not already grouped
             table = table.take(pa.array(order))
         tables.extend((key, table.slice(start, stop - start)) for key, start, stop in groups)
     routed = []

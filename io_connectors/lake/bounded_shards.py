@@ -31,7 +31,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from io_connectors.lake.staging import Staging
+from io_connectors.lake.staging import Staging, batch_worker_gc
 from io_connectors.lake.storage import LakeStorage, shard_name
 from transforms.shard_cut import canonical_order, cut_bounds, shard_digests
 
@@ -58,6 +58,7 @@ class _WriteKey(beam.DoFn):
         self._pool = None
 
     def setup(self):
+        batch_worker_gc()
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="shard-writer")
 
     def teardown(self):

@@ -16,6 +16,7 @@ pieces are read back only by the step that writes that key.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Iterator, Optional
@@ -67,8 +68,7 @@ class Staging:
 
     def read_records(self, rel: str, dtype: np.dtype, offset: int = 0,
                      count: Optional[int] = None) -> np.ndarray:
-        """Fixed-size records of ``dtype`` from a staged raw block, without copying when
-        local (a memory map)."""
+        """Fixed-size records of ``dtype`` from a staged raw block."""
         return read_records(self.path(rel), dtype, offset, count, fs=self._store.fs,
                             local=self.is_local)
 
@@ -100,15 +100,21 @@ class Staging:
 def read_records(path: str, dtype: np.dtype, offset: int = 0, count: Optional[int] = None,
                  fs: Optional[pafs.FileSystem] = None, local: bool = True) -> np.ndarray:
     """``count`` records of ``dtype`` at byte ``offset`` of a file (all that follow when
-    None): a read-only memory map for a local file, else read into memory."""
+    None), read into memory with one read (a memory map cost more in page faults than the
+    copy: the records are touched once, field by field)."""
     if local:
-        size = os.path.getsize(path)
-        if count is None:
-            count = (size - offset) // dtype.itemsize
-        if count == 0:
-            return np.zeros(0, dtype)
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+        return np.fromfile(path, dtype=dtype, count=-1 if count is None else count,
+                           offset=offset)
     with fs.open_input_file(path) as src:
         src.seek(offset)
         data = src.read(None if count is None else count * dtype.itemsize)
     return np.frombuffer(data, dtype=dtype)
+
+
+def batch_worker_gc() -> None:
+    """Makes the cyclic garbage collector cheap in a batch worker process: what is alive
+    now (modules, the pipeline) is frozen out of collections and young collections run
+    every 50,000 allocations instead of 700 (measured: the collector took about 7 % of a
+    backfill's CPU).  Reference-counted objects are freed at once as always."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
