@@ -17,16 +17,19 @@ the MBP-10 files; then everything at once), each a fresh process, wall clock fro
 start to exit, peak memory summed over the process and its children (sampled from /proc):
 
 - ours: ``python -m pipelines.bronze_backfill --files ... --data_root D`` with the runner
-  flags given (default: the recommended FnApiRunner with two worker processes), then its
-  rows are read back from the lake with pyarrow and must equal the events in the files;
+  flags given (default: none, i.e. the backfill's own default, the FnApiRunner with one
+  worker per core), then its rows are read back from the lake with pyarrow and must equal
+  the events in the files;
 - Databento: the script of the issue, per file ``DBNStore.from_file(f).to_df(price_type=
   "float", pretty_ts=False, map_symbols=True)``, ``pa.Table.from_pandas`` and
   ``pq.write_table(..., compression="zstd")``, single-threaded, no validation, no
   partitioning, one file per input.
 
 Ratio = Databento's seconds / ours (>= 1.0 means ours is at least as fast; the target).
-Also printed: our peak memory for one day against N days (bounded by the block size, not
-by the input's size) and the load average at the start.
+Then all the files again with other runners (``--other_runners``: the FnApiRunner with two
+worker processes, and Prism, the DirectRunner's engine, which has one Python worker), our
+peak memory for one day against N days (bounded by the block size, not by the input's
+size) and the load average at the start and the end.
 """
 from __future__ import annotations
 
@@ -43,8 +46,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATABENTO_VENV = os.path.join(ROOT, ".tools", "databento-venv")
 DATABENTO_VERSION = "0.88.0"
-RECOMMENDED = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
-               "--direct_num_workers=2"]
+OTHER_RUNNERS = {
+    "FnApiRunner, 2 worker processes": ["--runner=FnApiRunner",
+                                        "--direct_running_mode=multi_processing",
+                                        "--direct_num_workers=2"],
+    "DirectRunner (Prism, one worker)": ["--runner=DirectRunner"],
+}
 
 DATABENTO_SCRIPT = '''
 import os, sys
@@ -175,12 +182,27 @@ def expected_rows(files: list[str]) -> int:
     return total
 
 
-def measure(label: str, files: list[str], work: str, runner: list[str], db_py: str) -> dict:
-    root = os.path.join(work, f"lake-{label}")
+def run_ours(files: list[str], work: str, runner: list[str]) -> tuple[dict, dict]:
+    root = os.path.join(work, "lake")
     shutil.rmtree(root, ignore_errors=True)
     ours = run_measured([sys.executable, "-m", "pipelines.bronze_backfill", *runner,
                          "--files", *files, f"--data_root={root}"])
     rows = lake_rows(root)
+    shutil.rmtree(root, ignore_errors=True)
+    return ours, rows
+
+
+def check_rows(label: str, files: list[str], rows: dict) -> int:
+    want = expected_rows(files)
+    got = sum(n for d, n in rows.items() if d != "_dead_letter")
+    if got != want or rows.get("_dead_letter"):
+        raise RuntimeError(f"{label}: {got} rows readable, {want} expected, "
+                           f"dead letters {rows.get('_dead_letter', 0)}")
+    return want
+
+
+def measure(label: str, files: list[str], work: str, runner: list[str], db_py: str) -> dict:
+    ours, rows = run_ours(files, work, runner)
     script = os.path.join(work, "databento_to_parquet.py")
     with open(script, "w") as fh:
         fh.write(DATABENTO_SCRIPT)
@@ -188,7 +210,6 @@ def measure(label: str, files: list[str], work: str, runner: list[str], db_py: s
     shutil.rmtree(out_db, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     db = run_measured([db_py, script, out_db, *files], env=env)
-    shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(out_db, ignore_errors=True)
     return {"label": label, "ours": ours, "rows": rows, "db": db,
             "db_rows": int(db["stdout"].strip().splitlines()[-1])}
@@ -204,8 +225,9 @@ def main(argv=None) -> int:
     ap.add_argument("--first_date", default="2024-12-16")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--dbn_dir", default=None, help="keep (and reuse) the DBN files here")
-    ap.add_argument("--runner", nargs="*", default=RECOMMENDED,
-                    help="runner flags for our backfill (default: %(default)s)")
+    ap.add_argument("--runner", nargs="*", default=[],
+                    help="runner flags for our backfill (default: none, the backfill's own)")
+    ap.add_argument("--other_runners", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--skip_memory_check", action="store_true")
     args = ap.parse_args(argv)
     load = os.getloadavg()
@@ -221,22 +243,25 @@ def main(argv=None) -> int:
                 ("mbp-10", [p["mbp-10"] for p in days.values()]),
                 ("all", [p[s] for p in days.values() for s in ("trades", "mbp-10", "definition")])]
         print(f"{args.days} synthetic days (scale {args.scale}); ours: "
-              f"bronze_backfill {' '.join(args.runner)}")
+              f"bronze_backfill {' '.join(args.runner) or '(its default runner)'}")
         results = []
         for label, files in sets:
             r = measure(label, files, work, args.runner, db_py)
-            want = expected_rows(files)
-            got = sum(n for d, n in r["rows"].items() if d != "_dead_letter")
-            if got != want or r["rows"].get("_dead_letter"):
-                raise RuntimeError(f"{label}: {got} rows readable, {want} expected, "
-                                   f"dead letters {r['rows'].get('_dead_letter', 0)}")
-            r["n"] = want
+            want = check_rows(label, files, r["rows"])
             results.append(r)
             o, d = r["ours"], r["db"]
             print(f"  {label:7s} {want:>10,} rows | ours {o['s']:6.2f} s {want / o['s']:>9,.0f} "
                   f"rows/s peak {_mb(o['peak']):>8} | databento {d['s']:6.2f} s "
                   f"{r['db_rows'] / d['s']:>9,.0f} rows/s peak {_mb(d['peak']):>8} | "
                   f"ratio {d['s'] / o['s']:.2f}x", flush=True)
+        if args.other_runners:
+            label, files = sets[-1]
+            db_s = results[-1]["db"]["s"]
+            for name, flags in OTHER_RUNNERS.items():
+                ours, rows = run_ours(files, work, flags)
+                want = check_rows(name, files, rows)
+                print(f"  all, {name}: {ours['s']:6.2f} s {want / ours['s']:>9,.0f} rows/s "
+                      f"peak {_mb(ours['peak']):>8} | ratio {db_s / ours['s']:.2f}x", flush=True)
         if not args.skip_memory_check:
             one = measure("one-day", list(list(days.values())[0].values()), work, args.runner,
                           db_py)

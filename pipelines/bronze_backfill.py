@@ -20,13 +20,19 @@ one worker process per core (README, "Backfill").
 """
 from __future__ import annotations
 
+if __name__ == "__main__":      # the driver and, on the default runner, its workers too
+    from pipelines.lean_imports import skip_unused_optional_modules
+    skip_unused_optional_modules()
+
 import logging
+import os
 import sys
 import time
 import uuid
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+                                                  StandardOptions)
 
 from io_connectors.config import ConfigError, bronze_rules, load_config
 from io_connectors.dbn.backfill import DecodeDbnBlocks, ReadDbnBlocks
@@ -89,6 +95,23 @@ def _settings(o: BackfillOptions) -> tuple[int, int]:
     return max_events, int(block_mb * 2**20)
 
 
+def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> None:
+    """Without ``--runner``: Beam's FnApiRunner (the DirectRunner's batch engine) in the
+    ``backfill.running_mode`` of configs/lake.yaml with one worker per core (unless
+    ``--direct_num_workers`` is given): the bulk-load set-up the README recommends."""
+    if any(a == "--runner" or a.startswith("--runner=") for a in args):
+        return
+    options.view_as(StandardOptions).runner = "FnApiRunner"
+    direct = options.view_as(DirectOptions)
+    mode = lake.get("backfill", {}).get("running_mode", "multi_threading")
+    if mode not in ("in_memory", "multi_threading", "multi_processing"):
+        raise ConfigError(f"configs/lake.yaml backfill.running_mode={mode!r} is not one of "
+                          "in_memory, multi_threading, multi_processing")
+    direct.direct_running_mode = mode
+    if not any(a.startswith("--direct_num_workers") for a in args):
+        direct.direct_num_workers = os.cpu_count() or 1
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     args = list(argv) if argv is not None else sys.argv[1:]
@@ -101,6 +124,7 @@ def main(argv=None) -> int:
             raise UsageError("--files needs at least one DBN file")
         max_events, block_bytes = _settings(o)
         rules = bronze_rules()
+        _default_runner(options, args, load_config("lake"))
         storage = LakeStorage(resolve_data_root(o.data_root))
         staging = Staging(o.staging_dir or f"{storage.data_root}/_staging/backfill",
                           uuid.uuid4().hex[:12])

@@ -42,6 +42,16 @@ def lake_files(data_root) -> dict:
     return out
 
 
+def configs_with(tmp_path, old: str, new: str) -> str:
+    """A copy of configs/ with one line of lake.yaml changed; its folder (LAKE_CONFIG_DIR)."""
+    cfg = tmp_path / "configs"
+    shutil.copytree(os.path.join(ROOT, "configs"), cfg)
+    text = (cfg / "lake.yaml").read_text()
+    assert old in text
+    (cfg / "lake.yaml").write_text(text.replace(old, new))
+    return str(cfg)
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     d = tmp_path_factory.mktemp("dbn")
@@ -74,7 +84,7 @@ def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
     files, _, want = session
     root = str(tmp_path / "lake")
     log = backfill(files, root, *MULTI, "--block_mb=0.02")      # ~40 blocks
-    assert "work done by 2 worker processes" in log
+    assert "blocks decoded by 2 workers, shard keys written by 2" in log
     got = lake_files(root)
     assert sorted(got) == sorted(want)
     assert all(got[rel].equals(t) for rel, t in want.items())
@@ -92,13 +102,9 @@ def test_dead_letters_name_the_rule_and_keep_the_payload(session):
 
 def test_price_bound_comes_from_the_config(session, tmp_path):
     files, _, want = session
-    cfg = tmp_path / "configs"
-    shutil.copytree(os.path.join(ROOT, "configs"), cfg)
-    text = (cfg / "lake.yaml").read_text().replace("futures/trades: 1.0e+6",
-                                                   "futures/trades: 6050.0")
-    (cfg / "lake.yaml").write_text(text)
+    cfg = configs_with(tmp_path, "futures/trades: 1.0e+6", "futures/trades: 6050.0")
     root = str(tmp_path / "lake")
-    backfill(files, root, "--runner=FnApiRunner", env={"LAKE_CONFIG_DIR": str(cfg)})
+    backfill(files, root, "--runner=FnApiRunner", env={"LAKE_CONFIG_DIR": cfg})
     got = lake_files(root)
     reasons = {r["reason"] for rel, t in got.items() if "_dead_letter" in rel
                for r in t.to_pylist()}
@@ -111,14 +117,10 @@ def test_price_bound_comes_from_the_config(session, tmp_path):
 
 def test_a_bad_config_bound_stops_before_anything_runs(session, tmp_path):
     files, _, _ = session
-    cfg = tmp_path / "configs"
-    shutil.copytree(os.path.join(ROOT, "configs"), cfg)
-    text = (cfg / "lake.yaml").read_text().replace("options/trades: 1.0e+6",
-                                                   "options/trades: -3")
-    (cfg / "lake.yaml").write_text(text)
+    cfg = configs_with(tmp_path, "options/trades: 1.0e+6", "options/trades: -3")
     r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill", "--files", *files,
                         f"--data_root={tmp_path / 'lake'}"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "LAKE_CONFIG_DIR": str(cfg)})
+                       text=True, timeout=120, env={**os.environ, "LAKE_CONFIG_DIR": cfg})
     assert r.returncode == 2
     assert "bronze.max_price.options/trades must be a positive finite number" in r.stderr
     assert not (tmp_path / "lake").exists()

@@ -80,9 +80,7 @@ class _Column:
             lengths = _numpy(pc.fill_null(pc.list_value_length(arr), 0)).astype(np.int64)
             self.lengths = lengths.astype(np.int32)
             self.starts = np.concatenate(([0], np.cumsum(lengths)))
-            items = pc.list_flatten(arr)
-            self.data = np.ascontiguousarray(
-                _numpy(pc.fill_null(items, 0)).astype(items.type.to_pandas_dtype()))
+            self.data = np.ascontiguousarray(_numpy(pc.fill_null(pc.list_flatten(arr), 0)))
         else:
             if pa.types.is_date32(t):
                 arr = arr.cast(pa.int32())

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
+import time
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -68,9 +70,11 @@ class _Unpack(beam.DoFn):
         self._block_bytes = block_bytes
 
     def process(self, file: DbnFile):
+        started = time.time()
         blocks = unpack(file, self._staging, self._block_bytes)
         self._staging.write_json(f"{FILES}/{file.index:05d}.json",
-                                 {"file": file.index, "units": [b.unit for b in blocks]})
+                                 {"file": file.index, "units": [b.unit for b in blocks],
+                                  "started": started, "ended": time.time()})
         yield from blocks
 
 
@@ -118,6 +122,7 @@ class _Decode(beam.DoFn):
         return lookup
 
     def process(self, block: DbnBlock):
+        started = time.time()
         writer = _PieceWriter(self._staging, block.unit)
         if block.per_message:
             stats = dbn_files.DecodeStats()
@@ -149,8 +154,10 @@ class _Decode(beam.DoFn):
         self._dead.inc(sum(writer.dead_letters.values()))
         self._staging.write_json(f"{UNITS}/{block.unit}.json", {
             "unit": block.unit, "file": block.file.index, "pid": os.getpid(),
+            "thread": threading.get_ident(),
             "rows": writer.rows,
-            "dead_letters": writer.dead_letters, "stats": stats.as_dict()})
+            "dead_letters": writer.dead_letters, "stats": stats.as_dict(),
+            "started": started, "ended": time.time()})
         yield from writer.pieces
 
 

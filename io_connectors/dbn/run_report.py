@@ -25,7 +25,9 @@ class BackfillReport:
     dataset folder (dead letters under ``_dead_letter``); ``files_written`` /
     ``files_present`` per dataset; ``dead_letters`` and ``skipped``: counts by reason;
     ``records``: DBN records read; ``per_message_files``: files the columnar decoder did
-    not take; ``workers``: distinct worker processes that decoded blocks and wrote keys."""
+    not take; ``decoders`` / ``writers``: how many distinct workers (process, thread)
+    decoded blocks / wrote shard keys; ``phases``: seconds from the first start to the last
+    end of each step (unpack, decode, write)."""
     rows: dict
     files_written: dict
     files_present: dict
@@ -33,7 +35,9 @@ class BackfillReport:
     skipped: dict
     records: int
     per_message_files: list
-    workers: int
+    decoders: int
+    writers: int
+    phases: dict
     missing: list
 
     @property
@@ -84,9 +88,19 @@ class BackfillReport:
             rows[dataset] += rec["rows"]
             written[dataset] += rec["written"]
             present[dataset] += rec["present"]
-        workers = len({r.get("pid") for r in list(units.values()) + list(keys.values())})
+        def workers(records) -> int:
+            return len({(r.get("pid"), r.get("thread")) for r in records})
+
+        def span(records) -> float:
+            records = [r for r in records if "started" in r]
+            return (max(r["ended"] for r in records) - min(r["started"] for r in records)
+                    if records else 0.0)
+
+        phases = {"unpack": span(unpacked.values()), "decode": span(units.values()),
+                  "write": span(keys.values())}
         return cls(dict(rows), dict(written), dict(present), dict(dead), dict(skipped),
-                   records, per_message, workers, missing)
+                   records, per_message, workers(units.values()), workers(keys.values()),
+                   phases, missing)
 
     def lines(self) -> list[str]:
         """The summary a person reads: one line per dataset, then dead letters, skips,
@@ -102,8 +116,9 @@ class BackfillReport:
         if self.skipped:
             out.append("records skipped by the decoder: " + ", ".join(
                 f"{n:,} {reason}" for reason, n in sorted(self.skipped.items())))
-        out.append(f"work done by {self.workers} worker process"
-                   f"{'es' if self.workers != 1 else ''}")
+        out.append(f"blocks decoded by {self.decoders} workers, shard keys written by "
+                   f"{self.writers}; " + ", ".join(f"{name} {s:.1f} s"
+                                                   for name, s in self.phases.items()))
         if self.per_message_files:
             out.append("decoded message by message: " + ", ".join(self.per_message_files))
         out += [f"MISSING: {m}" for m in self.missing]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -73,6 +75,7 @@ class _WriteKey(beam.DoFn):
             return None
 
     def process(self, keyed):
+        started = time.time()
         key, pieces = keyed
         folder, schema, sort_col = self._layout(key)
         tables = [self._staging.read_table(p.path) for p in sorted(pieces)]
@@ -102,7 +105,8 @@ class _WriteKey(beam.DoFn):
         self._present.inc(present)
         self._staging.write_json(key_record_name(key), {
             "key": key, "rows": table.num_rows, "written": written, "present": present,
-            "pid": os.getpid()})
+            "pid": os.getpid(), "thread": threading.get_ident(), "started": started,
+            "ended": time.time()})
 
 
 class WriteBoundedShards(beam.PTransform):
