@@ -39,7 +39,7 @@ class Staging:
 
     @property
     def is_local(self) -> bool:
-        return not self._store.is_s3
+        return self._store.scheme != "s3"
 
     def path(self, rel: str) -> str:
         """The filesystem path of a path relative to the run's folder."""
@@ -85,10 +85,7 @@ class Staging:
                     yield json.loads(src.read())
 
     def remove(self, rel: str) -> None:
-        try:
-            self._store.fs.delete_file(self.path(rel))
-        except FileNotFoundError:
-            pass
+        self._store.delete(f"{self.run_id}/{rel}")
 
     def remove_run(self) -> None:
         """Deletes the run's folder and everything in it."""
