@@ -15,8 +15,8 @@ Wiring only:
 Same layout, schemas and rules as the streaming path.  After the job the driver checks
 from the records the steps left that every file, block and shard key was done (exit 1
 naming what is missing otherwise), prints rows, files, dead letters and skips per
-dataset, and removes the staging folder.  For bulk loads run it on the FnApiRunner with
-one worker process per core (README, "Backfill").
+dataset, and removes the staging folder.  Without ``--runner`` it runs on the FnApiRunner
+with one worker per core, the set-up the README recommends for bulk loads ("Backfill").
 """
 from __future__ import annotations
 

@@ -7,9 +7,11 @@ Pure Python on top of ``databento-dbn`` (no Beam, no NATS).  The pieces:
   files' own metadata symbol mappings and ``SymbolMappingMsg`` records.
 * ``iter_events(paths, ...)`` -> ``(subject, event)`` pairs whose ``event`` is the bus JSON
   object of ``../shared/reference/original-system.md`` section 1.  Every event it yields passes
-  ``transforms.market_parse.parse_market_event(subject, orjson.dumps(event))``; anything that
-  could not (undefined price, unknown instrument, spread, zero size, ...) is skipped and
-  counted in a ``DecodeStats``, never guessed or emitted as garbage.
+  ``transforms.market_parse.parse_market_event(subject, orjson.dumps(event))`` unless a
+  price is above its dataset's configured bound (``bronze.max_price``: the parser then
+  dead-letters it with that reason); anything that could not (undefined price, unknown
+  instrument, spread, zero size, ...) is skipped and counted in a ``DecodeStats``, never
+  guessed or emitted as garbage.
 * ``merge_events(iterables)`` -> one stream ordered by ``(ts_event_ns, rank)``, rank
   futures trades 0 < option trades 1 < book 2 (stable: ties keep input order).
 * ``event_id(subject, event)`` -> deterministic ``Nats-Msg-Id``.
@@ -54,6 +56,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import databento_dbn as dbn
 import orjson
 
+from transforms.bronze_rules import IDENT as _IDENT
+from transforms.bronze_rules import INT32_MAX, SOURCES, TS_MAX_NS, TS_MIN_NS
 from transforms.market_parse import symbol_root
 
 __all__ = [
@@ -70,14 +74,9 @@ SUBJECT_RANK = {SUBJECT_FUTURES_TRADES: 0, SUBJECT_OPTIONS_TRADES: 1, SUBJECT_FU
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TIMESTAMP = dbn.UNDEF_TIMESTAMP
 PRICE_SCALE = float(dbn.FIXED_PRICE_SCALE)          # 1e9
-TS_MIN_NS = 946_684_800 * 10**9                      # 2000-01-01, as the bus validator
-TS_MAX_NS = 4_102_444_800 * 10**9                    # 2100-01-01 (exclusive)
-INT32_MAX = 2**31 - 1
-SOURCES = frozenset({"replay", "sim", "direct_feed"})
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _AGGRESSOR = {"B": 1, "A": -1, "N": 0}
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,31}")
 _FUTURE_SYM = re.compile(r"([A-Z][A-Z0-9]{0,4}?)[FGHJKMNQUVXZ]\d{1,2}")
 _OSI_SYM = re.compile(r"([A-Z0-9.]{1,6})\s*(\d{2})(\d{2})(\d{2})([CP])(\d{8})")
 _CME_OPT_SYM = re.compile(r"([A-Z0-9]{1,6}?[FGHJKMNQUVXZ]\d{1,2}) ([CP])(\d+)")
@@ -405,7 +404,8 @@ def iter_events(paths: Union[PathLike, Iterable[PathLike]],
     a given mapping-only instrument.  Definition files yield no events.  ``tbbo_trades``:
     also turn ``tbbo`` records into trades (off by default: they repeat the trades schema).  Out: per file, events in file order (Databento files are ordered by ``ts_recv``;
     use ``merge_events`` for one ``ts_event`` ordered stream).  Guarantees: every event
-    passes ``transforms.market_parse.parse_market_event``; symbols are raw contract symbols;
+    passes ``transforms.market_parse.parse_market_event`` (price bounds aside, see the
+    module docstring); symbols are raw contract symbols;
     nothing is guessed: unknown ids, undefined prices, spreads (unless ``include_spreads``),
     zero sizes, out-of-range timestamps and unsupported records are skipped and counted in
     ``stats`` (pass a ``DecodeStats``).  With ``include_spreads`` spread records are decoded
