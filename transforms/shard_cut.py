@@ -67,7 +67,8 @@ class _Column:
         self.valid = (_numpy(arr.is_valid()).astype(np.uint8) if field.nullable else None)
         self.values = self.lengths = self.data = self.starts = None
         if pa.types.is_string(t) or pa.types.is_binary(t):
-            filled = pc.fill_null(arr, pa.scalar(b"" if pa.types.is_binary(t) else "", t))
+            filled = pc.fill_null(arr, pa.scalar(b"" if pa.types.is_binary(t) else "", t)) \
+                if arr.null_count else arr
             lengths = _numpy(pc.binary_length(filled)).astype(np.int64)
             self.lengths = lengths.astype(np.int32)
             self.starts = np.concatenate(([0], np.cumsum(lengths)))
@@ -80,12 +81,15 @@ class _Column:
             lengths = _numpy(pc.fill_null(pc.list_value_length(arr), 0)).astype(np.int64)
             self.lengths = lengths.astype(np.int32)
             self.starts = np.concatenate(([0], np.cumsum(lengths)))
-            self.data = np.ascontiguousarray(_numpy(pc.fill_null(pc.list_flatten(arr), 0)))
+            items = pc.list_flatten(arr)
+            self.data = np.ascontiguousarray(_numpy(pc.fill_null(items, 0) if items.null_count
+                                                    else items))
         else:
             if pa.types.is_date32(t):
                 arr = arr.cast(pa.int32())
             zero = False if pa.types.is_boolean(t) else 0
-            self.values = np.ascontiguousarray(_numpy(pc.fill_null(arr, zero)))
+            self.values = np.ascontiguousarray(
+                _numpy(pc.fill_null(arr, zero) if arr.null_count else arr))
 
     def parts(self, a: int, b: int):
         if self.valid is not None:
