@@ -142,6 +142,13 @@ def main(argv=None) -> int:
     try:
         p.run().wait_until_finish()
         report = BackfillReport.read(staging, files)
+    except Exception as exc:  # pylint: disable=broad-except
+        # The job failed (a bad file, storage down): files already written stay (each is
+        # whole); a re-run writes what is missing.  One line with the cause, not the
+        # runner's traceback.
+        cause = [line for line in str(exc).strip().splitlines() if line.strip()]
+        fail(f"backfill failed ({cause[-1] if cause else repr(exc)}); the files it wrote "
+             "are whole and kept, a re-run writes only what is missing", 1)
     finally:
         staging.remove_run()
     rows = sum(n for d, n in report.rows.items() if not d.startswith("_"))

@@ -172,3 +172,21 @@ def test_backfill_into_s3_equals_the_local_lake_and_leaves_no_staging(session, t
             with fs.open_input_file(f"backfill/lake/{rel}") as fh:
                 assert pq.read_table(fh).equals(want[rel]), rel
         assert not [p for p in paths if "_staging" in p]
+
+
+def test_a_truncated_file_fails_the_run_with_its_name_and_no_staging_left(tmp_path):
+    import random
+    from io_connectors.dbn import decode as D
+    from tests.dbn_mutations import T0, trades_records
+    path = tmp_path / "cut.trades.dbn"
+    meta = D.make_metadata("GLBX.MDP3", "trades", T0)
+    path.write_bytes(bytes(meta.encode()) + trades_records(random.Random(2), 50).tobytes()[:-7])
+    root = tmp_path / "lake"
+    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill", "--runner=FnApiRunner",
+                        "--files", str(path), f"--data_root={root}"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: backfill failed") and "cut.trades.dbn: truncated DBN file" in last
+    staging = root / "_staging" / "backfill"
+    assert not staging.exists() or not list(staging.iterdir())
