@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.dbn_mutations import write_mutated_session
-from tests.helpers import ROOT
+from tests.helpers import ROOT, kill_group
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -21,13 +21,25 @@ MULTI = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
          "--direct_num_workers=2"]
 
 
+def run_backfill(files, data_root, *flags, env=None, timeout=400):
+    """Runs the backfill CLI in its own process group (on a time-out the whole group, Prism
+    included, is killed); returns (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bronze_backfill", *flags,
+                             "--files", *files, f"--data_root={data_root}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc)
+    return proc.returncode, err
+
+
 def backfill(files, data_root, *flags, env=None):
-    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill", *flags,
-                        "--files", *files, f"--data_root={data_root}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, **(env or {})})
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r.stderr
+    code, err = run_backfill(files, data_root, *flags, env=env)
+    assert code == 0, err[-3000:]
+    return err
 
 
 def lake_files(data_root) -> dict:
@@ -118,11 +130,9 @@ def test_price_bound_comes_from_the_config(session, tmp_path):
 def test_a_bad_config_bound_stops_before_anything_runs(session, tmp_path):
     files, _, _ = session
     cfg = configs_with(tmp_path, "options/trades: 1.0e+6", "options/trades: -3")
-    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill", "--files", *files,
-                        f"--data_root={tmp_path / 'lake'}"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "LAKE_CONFIG_DIR": cfg})
-    assert r.returncode == 2
-    assert "bronze.max_price.options/trades must be a positive finite number" in r.stderr
+    code, err = run_backfill(files, str(tmp_path / "lake"), env={"LAKE_CONFIG_DIR": cfg})
+    assert code == 2
+    assert "bronze.max_price.options/trades must be a positive finite number" in err
     assert not (tmp_path / "lake").exists()
 
 
@@ -182,11 +192,9 @@ def test_a_truncated_file_fails_the_run_with_its_name_and_no_staging_left(tmp_pa
     meta = D.make_metadata("GLBX.MDP3", "trades", T0)
     path.write_bytes(bytes(meta.encode()) + trades_records(random.Random(2), 50).tobytes()[:-7])
     root = tmp_path / "lake"
-    r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill", "--runner=FnApiRunner",
-                        "--files", str(path), f"--data_root={root}"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1
-    last = r.stderr.strip().splitlines()[-1]
+    code, err = run_backfill([str(path)], str(root), "--runner=FnApiRunner")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
     assert last.startswith("error: backfill failed") and "cut.trades.dbn: truncated DBN file" in last
     staging = root / "_staging" / "backfill"
     assert not staging.exists() or not list(staging.iterdir())

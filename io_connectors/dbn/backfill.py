@@ -5,7 +5,7 @@
 whichever worker gets the file), spread over the workers.
 
 ``DecodeDbnBlocks(instruments, staging, rules, ...)``: ``DbnBlock`` -> ``(shard_key,
-Piece)``.  A columnar block is decoded by ``io_connectors.dbn.columnar.decode_block`` (every
+(piece_path, rows))``.  A columnar block is decoded by ``io_connectors.dbn.columnar.decode_block`` (every
 decoder and Bronze rule as array operations; what it does not take goes through the
 per-message parser, rows and dead letters alike); a per-message unit (a file the columnar
 decoder does not take) goes through ``decode.iter_events`` and ``route_message`` record by
@@ -22,7 +22,6 @@ import collections
 import os
 import threading
 import time
-from typing import NamedTuple
 
 import apache_beam as beam
 import orjson
@@ -40,13 +39,6 @@ from transforms.schemas import DEAD_LETTER_PATH
 
 UNITS = "records/units"          # one record per decoded unit
 FILES = "records/files"          # one record per unpacked file: its units
-
-
-class Piece(NamedTuple):
-    """Rows of one shard key from one unit: ``path`` of the Arrow file in the staging
-    folder, ``rows`` its row count."""
-    path: str
-    rows: int
 
 
 class _Redistribute(beam.PTransform):
@@ -174,7 +166,9 @@ class _PieceWriter:
     def add_table(self, key: str, table) -> None:
         rel = f"pieces/{self._unit}/{len(self.pieces):05d}.arrow"
         self._staging.write_table(rel, table)
-        self.pieces.append((key, Piece(rel, table.num_rows)))
+        # A piece travels as a plain (path, rows) tuple: only primitive types cross the
+        # shuffle, which every runner and coder handles the same way.
+        self.pieces.append((key, (rel, table.num_rows)))
         self.rows[key] += table.num_rows
 
     def add_rows(self, key: str, rows: list) -> None:
@@ -185,7 +179,8 @@ class _PieceWriter:
 
 
 class DecodeDbnBlocks(beam.PTransform):
-    """``DbnBlock`` -> ``(shard_key, Piece)`` (see the module docstring).
+    """``DbnBlock`` -> ``(shard_key, (piece_path, rows))``: the rows of one shard key from
+    one block, an Arrow file in the staging folder (see the module docstring).
 
     ``instruments``: ``decode.load_instruments`` of all the run's files; ``rules``: the
     Bronze rules (configs/lake.yaml); ``piece_rows``: at most this many rows per piece on
@@ -213,5 +208,5 @@ def file_records(staging: Staging) -> dict[int, dict]:
     return {r["file"]: r for r in staging.read_jsons(FILES)}
 
 
-__all__ = ["ReadDbnBlocks", "DecodeDbnBlocks", "Piece", "unit_records", "file_records",
+__all__ = ["ReadDbnBlocks", "DecodeDbnBlocks", "unit_records", "file_records",
            "DbnFile", "DbnBlock"]

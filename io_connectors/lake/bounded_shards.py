@@ -1,8 +1,8 @@
 """``WriteBoundedShards``: a bounded job's row pieces -> Parquet shards cut and named by content.
 
-Input: ``(shard_key, Piece(path, rows))`` elements, the pieces being Arrow files in a run's
+Input: ``(shard_key, (piece_path, rows))`` elements, the pieces being Arrow files in a run's
 staging folder (``io_connectors.lake.staging``).  Per shard key (one GroupByKey, which
-moves only the small ``Piece`` references): the key's pieces are read back (memory-mapped
+moves only these small references): the key's pieces are read back (memory-mapped
 when local), put in canonical order (``transforms.shard_cut``: the layout's sort column,
 then every other column), cut into shards of ``max_rows`` rows (the Bronze flush size) and
 each shard written as one zstd Parquet file ``part-HHMMSS-<digest>.parquet`` in the key's
@@ -83,7 +83,10 @@ class _WriteKey(beam.DoFn):
         started = time.time()
         key, pieces = keyed
         folder, schema, sort_col = self._layout(key)
-        tables = [self._staging.read_table(p.path) for p in sorted(pieces)]
+        pieces = sorted(pieces)
+        if not pieces or not all(type(p) is tuple and len(p) == 2 for p in pieces):
+            raise ValueError(f"shard key {key}: malformed piece references {pieces[:3]!r}")
+        tables = [self._staging.read_table(path) for path, _ in pieces]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         if not table.schema.equals(schema):
             raise ValueError(f"pieces of {key} are not in the key's schema")
@@ -117,8 +120,8 @@ class _WriteKey(beam.DoFn):
 
 
 class WriteBoundedShards(beam.PTransform):
-    """``(shard_key, Piece)`` -> ``(relative_path, rows)`` per Parquet file written (see the
-    module docstring).
+    """``(shard_key, (piece_path, rows))`` -> ``(relative_path, rows)`` per Parquet file
+    written (see the module docstring).
 
     Args:
       storage: the lake (local or S3).
