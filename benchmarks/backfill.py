@@ -25,7 +25,8 @@ start to exit, peak memory summed over the process and its children (sampled fro
   ``pq.write_table(..., compression="zstd")``, single-threaded, no validation, no
   partitioning, one file per input.
 
-Ratio = Databento's seconds / ours (>= 1.0 means ours is at least as fast; the target).
+Ratio = Databento's seconds / ours (>= 1.0 means ours is at least as fast; the target),
+each side's median of ``--repeat`` runs (default 3, the two alternating).
 Then all the files again with other runners (``--other_runners``: the FnApiRunner with two
 worker processes, and Prism, the DirectRunner's engine, which has one Python worker), our
 peak memory for one day against N days (bounded by the block size, not by the input's
@@ -215,6 +216,12 @@ def measure(label: str, files: list[str], work: str, runner: list[str], db_py: s
             "db_rows": int(db["stdout"].strip().splitlines()[-1])}
 
 
+def _median(runs: list, side: str) -> dict:
+    """The run of ``side`` with the median wall clock (its peak memory with it)."""
+    ordered = sorted((r[side] for r in runs), key=lambda m: m["s"])
+    return ordered[len(ordered) // 2]
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f} MB"
 
@@ -227,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dbn_dir", default=None, help="keep (and reuse) the DBN files here")
     ap.add_argument("--runner", nargs="*", default=[],
                     help="runner flags for our backfill (default: none, the backfill's own)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per dataset, ours and Databento alternating; medians printed")
     ap.add_argument("--other_runners", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--skip_memory_check", action="store_true")
     args = ap.parse_args(argv)
@@ -246,14 +255,22 @@ def main(argv=None) -> int:
               f"bronze_backfill {' '.join(args.runner) or '(its default runner)'}")
         results = []
         for label, files in sets:
-            r = measure(label, files, work, args.runner, db_py)
-            want = check_rows(label, files, r["rows"])
+            runs = []
+            for _ in range(args.repeat):          # ours and Databento alternate
+                r = measure(label, files, work, args.runner, db_py)
+                want = check_rows(label, files, r["rows"])
+                runs.append(r)
+            r = {"ours": _median(runs, "ours"), "db": _median(runs, "db"),
+                 "db_rows": runs[0]["db_rows"]}
             results.append(r)
             o, d = r["ours"], r["db"]
             print(f"  {label:7s} {want:>10,} rows | ours {o['s']:6.2f} s {want / o['s']:>9,.0f} "
                   f"rows/s peak {_mb(o['peak']):>8} | databento {d['s']:6.2f} s "
                   f"{r['db_rows'] / d['s']:>9,.0f} rows/s peak {_mb(d['peak']):>8} | "
-                  f"ratio {d['s'] / o['s']:.2f}x", flush=True)
+                  f"ratio {d['s'] / o['s']:.2f}x"
+                  + (f"  (median of {args.repeat}; ratios "
+                     + ", ".join(f"{x['db']['s'] / x['ours']['s']:.2f}" for x in runs) + ")"
+                     if args.repeat > 1 else ""), flush=True)
         if args.other_runners:
             label, files = sets[-1]
             db_s = results[-1]["db"]["s"]
