@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Project entry point.  ./run.sh setup | demo | test | bench [name] | prism-path
+# Project entry point.  ./run.sh setup | demo | test | stress-test | bench [name] | prism-path
 #   setup  idempotent: .venv with pinned dependencies, the project itself, and
 #          Beam's Prism runner built with Go at the SDK's release tag.
 #   demo   setup, then the Bronze flow on embedded defaults (NATS started here).
 #   test   setup, then the test suite (fixtures start nats-server themselves).
+#   stress-test  setup, then the suite three times in a row with a CPU hog on one core.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -70,10 +71,13 @@ case "$cmd" in
     set -e
     [ "$rc" = 5 ] && { log "pytest collected no tests"; exit 1; }
     exit "$rc" ;;
+  stress-test)
+    setup
+    exec "$PY" -m tests.under_load "$@" ;;
   bench)
     setup
     name="${1:-bronze_ingest}"; shift || true
     exec "$PY" -m "benchmarks.$name" "$@" ;;
   prism-path) echo "$PRISM" ;;
-  *) echo "usage: ./run.sh setup|demo|test|bench [name]" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh setup|demo|test|stress-test|bench [name]" >&2; exit 2 ;;
 esac

@@ -44,6 +44,7 @@ from io_connectors.dbn.run_report import BackfillReport
 from io_connectors.lake.bounded_shards import WriteBoundedShards
 from io_connectors.lake.staging import Staging
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
+from io_connectors.preflight import StartupError, check_data_root
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags, tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
@@ -133,8 +134,11 @@ def main(argv=None) -> int:
         prepare_runner(options, streaming=False)
         files = plan_files(list(o.files), columnar=not o.per_message)
         instruments = load_instruments([f.path for f in files])
+        check_data_root(storage, create=True)        # fail fast: writable, or bucket there
     except (UsageError, ConfigError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     p = beam.Pipeline(options=options)
     build(p, files, instruments, storage, staging, max_events, block_bytes, rules,
           o.include_spreads)

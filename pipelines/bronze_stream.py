@@ -3,9 +3,9 @@
     python -m pipelines.bronze_stream --runner=DirectRunner [--nats_url URL] [--data_root D]
 
 Wiring only: ReadFromNats (batches) -> ParseMarketBatches -> BatchedFlushPolicy ->
-WriteParquetShards, applied to both of the flush policy's outputs (full shards cut within a
-bundle, and the trigger-flushed rest); the writer acks each message after its shard is
-durably written.  Malformed messages go to
+WriteParquetShards -> AckWrittenShards, applied to both of the flush policy's outputs (full
+shards cut within a bundle, and the trigger-flushed rest); each message is acked after
+its shard is durably written, in the writer's fused stage.  Malformed messages go to
 ``bronze/_dead_letter/date=YYYY-MM-DD``.  SIGINT/SIGTERM drain and exit 0.  Flags,
 configuration and the main loop are those of ``pipelines.stream_config`` (role
 ``bronze``: ``consumers.bronze``, ``flush.bronze``).
@@ -23,8 +23,9 @@ import apache_beam as beam
 
 from io_connectors.config import bronze_rules
 from io_connectors.lake.storage import parquet_options
-from io_connectors.nats.source import ReadFromNats
 from io_connectors.lake.parquet_shards import WriteParquetShards
+from io_connectors.nats.ack import AckWrittenShards
+from io_connectors.nats.source import ReadFromNats
 from pipelines.stream_config import StreamConfig, StreamOptions, run_stream
 from transforms.bronze_route import ParseMarketBatches
 from transforms.flush_policy import BatchedFlushPolicy
@@ -41,10 +42,12 @@ def build(p: beam.Pipeline, cfg: StreamConfig, rules=None):
     full, flushed = (batches
                      | "Parse" >> ParseMarketBatches(rules or bronze_rules())
                      | "Flush" >> BatchedFlushPolicy(cfg.max_events, cfg.max_seconds))
-    write = lambda: WriteParquetShards(cfg.storage, shard_layout, cfg.nats, parquet_options())
+    write = lambda: WriteParquetShards(cfg.storage, shard_layout,
+                                       compression=parquet_options(), retry=cfg.retry,
+                                       hold=cfg.in_progress())
     # Two writer applications, not a Flatten: full shards stay in the read stage.
-    return (full | "WriteFullShards" >> write(),
-            flushed | "WriteShards" >> write())
+    return (full | "WriteFullShards" >> write() | "AckFullShards" >> AckWrittenShards(cfg.nats),
+            flushed | "WriteShards" >> write() | "AckShards" >> AckWrittenShards(cfg.nats))
 
 
 def _prepare(_options: StreamOptions, cfg: StreamConfig):

@@ -19,6 +19,7 @@ import json
 import sys
 
 from io_connectors.config import ConfigError
+from io_connectors.preflight import StartupError, check_data_root
 from pipelines.gold_curator import GoldCurator, PromotionError
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
         reject_unknown_flags(beam_args, [o for a in ap._actions for o in a.option_strings])
         curator = GoldCurator(data_root=args.data_root,
                               pipeline_args=beam_args or ["--runner=DirectRunner"])
+        check_data_root(curator.storage, create=False)     # fail fast: a lake to read
         if args.list:
             for entry in curator.list_datasets():
                 print(json.dumps(entry, sort_keys=True))
@@ -72,6 +74,8 @@ def main(argv=None) -> int:
             return 1
     except (UsageError, ConfigError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     for name, gate in result["gates"].items():
         outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
         if name in result["overrides"]:

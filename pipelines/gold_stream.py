@@ -6,7 +6,8 @@
 Wiring only: ReadFromNats (one element per message) -> ParseLevelSignals (one element
 per message: its level rows, or a dead letter) -> FlushPolicy (500 messages or 10 s per
 partition, configs/lake.yaml ``flush.gold``) -> FlattenSignalShards -> WriteParquetShards
-(acks every message of a shard after the shard is durably written).  Rows land in
+-> AckWrittenShards (acks every message of a shard after the shard is durably written).
+Rows land in
 ``gold/levels/signals/root=<U>/date=YYYY-MM-DD/hour=HH/part-HHMMSS-<unique>.parquet``
 (UTC of the snapshot's ``ts``), malformed messages in ``gold/_dead_letter/date=...``.
 
@@ -29,8 +30,9 @@ import apache_beam as beam
 
 from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import parquet_options
-from io_connectors.nats.source import ReadFromNats
 from io_connectors.lake.parquet_shards import WriteParquetShards
+from io_connectors.nats.ack import AckWrittenShards
+from io_connectors.nats.source import ReadFromNats
 from pipelines.runner_setup import UsageError
 from pipelines.stream_config import StreamConfig, StreamOptions, run_stream
 from transforms.flush_policy import FlushPolicy
@@ -71,8 +73,10 @@ def build(p: beam.Pipeline, cfg: StreamConfig, underlying: str):
             | "Parse" >> ParseLevelSignals(underlying)
             | "Flush" >> FlushPolicy(cfg.max_events, cfg.max_seconds)
             | "Flatten" >> FlattenSignalShards()
-            | "WriteShards" >> WriteParquetShards(cfg.storage, gold_shard_layout, cfg.nats,
-                                                  parquet_options()))
+            | "WriteShards" >> WriteParquetShards(cfg.storage, gold_shard_layout,
+                                                  compression=parquet_options(), retry=cfg.retry,
+                                                  hold=cfg.in_progress())
+            | "AckShards" >> AckWrittenShards(cfg.nats))
 
 
 def _prepare(options: GoldStreamOptions, cfg: StreamConfig):

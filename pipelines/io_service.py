@@ -24,9 +24,10 @@ import sys
 from typing import Optional, Sequence, Union
 
 from io_connectors.config import ConfigError
-from io_connectors.lake.storage import resolve_data_root
+from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
+from io_connectors.preflight import StartupError, check_data_root, check_nats
 from pipelines.bronze_writer import BronzeWriter
 from pipelines.gold_writer import GoldWriter
 from pipelines.runner_setup import configure_logging, fail
@@ -103,7 +104,20 @@ async def serve(service: IOService) -> int:
     stop_requested = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
-    await service.start()
+    starting = asyncio.ensure_future(service.start())
+    stopping = asyncio.ensure_future(stop_requested.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():              # a signal during start-up: stop what started
+        starting.cancel()
+        try:
+            await starting
+        except BaseException:  # pylint: disable=broad-except
+            pass
+        _LOG.info("stop requested during start-up: stopping both pipelines")
+        codes = await service.stop()
+        return 0 if all(c == 0 for c in codes.values()) else 1
+    starting.result()                    # raises what start-up raised
     failed = await service.wait(stop_requested)
     if failed:
         _LOG.error("pipeline(s) exited on their own: %s; draining the rest", failed)
@@ -134,6 +148,11 @@ def main(argv=None) -> int:
                             bronze_args=args.bronze_arg, gold_args=args.gold_arg)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    try:                     # fail fast, before any pipeline is launched
+        check_nats(service.settings)
+        check_data_root(LakeStorage(service.data_root), create=True)
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     try:
         return asyncio.run(serve(service))
     except (ConnectionError, RuntimeError, TimeoutError) as exc:

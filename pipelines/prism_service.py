@@ -7,14 +7,17 @@ start.  ``prism_job_endpoint`` starts the same binary with the same arguments, w
 its job port accepts connections and sets ``--job_endpoint``, so the runner's channel
 connects at the first attempt.  Prism is stopped when the context exits.
 
-Prism inherits this process's signal dispositions (the streaming launcher starts it with
-SIGINT ignored) and group; its JSON log lines go to the ``PrismRunner`` logger.
+Prism starts with SIGINT ignored (a terminal's Ctrl-C, sent to the whole process group,
+reaches only the launcher, which drains; Go keeps an ignored SIGINT ignored) and is killed
+by the kernel if this process dies, even by SIGKILL (``PR_SET_PDEATHSIG``), so it never
+outlives its launcher.  Its JSON log lines go to the ``PrismRunner`` logger.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import signal
 import socket
 import subprocess
 import threading
@@ -23,6 +26,8 @@ import time
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, PrismRunnerOptions
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.utils.subprocess_server import pick_port
+
+from io_connectors.embedded.processes import die_with_parent
 
 _LOG = logging.getLogger("PrismRunner")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -73,7 +78,8 @@ def prism_job_endpoint(options: PipelineOptions, start_timeout_s: float = 30.0):
     cmd = [prism.prism_location, "--job_port", str(port), "--log_level",
            prism.prism_log_level or "warn", "--log_kind", "json", "--serve_http=false"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent(signal.SIGKILL, ignore_sigint=True))
     threading.Thread(target=_forward_log, args=(proc.stdout,), name="prism-log",
                      daemon=True).start()
     try:

@@ -22,6 +22,7 @@ from typing import Iterator, Optional
 from io_connectors.config import ConfigError
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
+from io_connectors.preflight import StartupError, check_nats
 from io_connectors.wal.log import WALManager
 from io_connectors.wal.publisher import WalPublisher
 from transforms.pacing import paced
@@ -158,6 +159,11 @@ def main(argv=None) -> int:
             print(f"{path}: {n} records")
         print(f"dbn: {result.as_dict()}")
         return 0
+    try:
+        check_nats(settings)                 # fail fast: reachable, credentials, JetStream
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight,
                                    wal_dir=args.wal))

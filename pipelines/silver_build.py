@@ -19,6 +19,7 @@ import sys
 from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.config import ConfigError
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
+from io_connectors.preflight import StartupError, check_data_root
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     try:
         manifest = load_manifest(args.manifest)
         storage = LakeStorage(resolve_data_root(args.data_root))
+        check_data_root(storage, create=False)          # Bronze must be there to read
         dates = parse_dates(args.dates, storage, manifest.parameter("bronze.symbol_root"))
         reject_unknown_flags(beam_args, [o for a in parser._actions for o in a.option_strings])
         builder = SilverFeatureBuilder(storage=storage,
@@ -74,6 +76,8 @@ def main(argv=None) -> int:
         stats = builder.build_feature_set(manifest, dates, force=args.force)
     except (ManifestError, UsageError, ConfigError, ValueError) as exc:
         fail(str(exc))
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:

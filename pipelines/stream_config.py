@@ -4,9 +4,12 @@ the resolved and validated configuration, and the main loop.
 Each pipeline is a role of configs: ``consumers.<role>`` in ``streams.yaml`` (the durable
 JetStream consumer) and ``flush.<role>`` in ``lake.yaml`` (the flush rule).  ``run_stream``
 parses the flags, resolves them (flag, else env, else YAML), refuses a bad value with
-``error: ...`` and exit status 2, starts the runner and runs the job under
-``streaming_launcher.run_supervised`` (drain on SIGINT/SIGTERM, restart after a runner
-crash) until it ends; it returns the exit code.
+``error: ...`` and exit status 2, checks the edges (``io_connectors.preflight``: NATS
+reachable with these credentials and JetStream, the data root writable or its bucket
+reachable; ``error: ...`` and exit status 1 within the connect timeout), starts the runner
+and runs the job under ``streaming_launcher.run_supervised`` (drain on SIGINT/SIGTERM,
+restart after a runner crash, stop on a permanent error) until it ends; it returns the
+exit code.  A signal during the start-up checks ends the process at once (exit 0).
 """
 from __future__ import annotations
 
@@ -21,12 +24,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
+from io_connectors.nats.ack import InProgress
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, consumer_spec
+from io_connectors.preflight import StartupError, check_data_root, check_nats
+from io_connectors.retry_policy import RetryPolicy
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
-from pipelines.streaming_launcher import run_supervised, summarize
+from pipelines.streaming_launcher import (StopRequested, StopSignals, exit_within,
+                                          quiet_permanent_errors, run_supervised, summarize)
 
 
 class StreamOptions(PipelineOptions):
@@ -52,6 +59,12 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
+        parser.add_argument("--restart_backoff_s", type=float, default=1.0,
+                            help="wait before restarting a failed job, doubling per restart "
+                                 "up to 30 s")
+        parser.add_argument("--shutdown_timeout_s", type=float, default=None,
+                            help="a drain longer than this is cancelled (exit 1; default: "
+                                 "configs/lake.yaml shutdown_timeout_s)")
         parser.add_argument("--log_level", default="INFO")
 
 
@@ -84,10 +97,17 @@ class StreamConfig:
     run_id: str = "stream"
     shutdown_timeout_s: float = 25.0
     max_restarts: int = 5
+    restart_backoff_s: float = 1.0
+    retry: RetryPolicy = RetryPolicy()
 
     @property
     def control_subject(self) -> str:
         return f"_lake.control.{self.run_id}.drain"
+
+    def in_progress(self) -> InProgress:
+        """The writers' ``hold``: in-progress acks every third of ``ack_wait`` while a
+        shard's write is retried, so its messages are not redelivered meanwhile."""
+        return InProgress(self.nats, self.consumer.ack_wait_s / 3)
 
     @classmethod
     def from_options(cls, o: StreamOptions, role: str) -> "StreamConfig":
@@ -106,14 +126,26 @@ class StreamConfig:
             raise UsageError("--num_readers must be >= 1")
         if o.max_restarts < 0:
             raise UsageError("--max_restarts must be >= 0")
+        if o.restart_backoff_s < 0:
+            raise UsageError("--restart_backoff_s must be >= 0")
+        shutdown_timeout_s = (o.shutdown_timeout_s if o.shutdown_timeout_s is not None
+                              else load_config("lake").get("shutdown_timeout_s", 25))
+        try:
+            shutdown_timeout_s = float(shutdown_timeout_s)
+        except (TypeError, ValueError):
+            raise ConfigError(f"lake.yaml shutdown_timeout_s: not a number: "
+                              f"{shutdown_timeout_s!r}") from None
+        if shutdown_timeout_s <= 0:
+            raise UsageError("--shutdown_timeout_s must be > 0")
         return cls(nats=NatsSettings.resolve(o.nats_url), consumer=consumer,
                    storage=LakeStorage(resolve_data_root(o.data_root)),
                    max_events=max_events, max_seconds=max_seconds,
                    num_readers=o.num_readers, stop_at_end=o.stop_at_end,
                    max_messages=o.max_messages,
                    run_id=o.run_id or uuid.uuid4().hex[:12],
-                   shutdown_timeout_s=float(load_config("lake").get("shutdown_timeout_s", 25)),
-                   max_restarts=o.max_restarts)
+                   shutdown_timeout_s=shutdown_timeout_s,
+                   max_restarts=o.max_restarts, restart_backoff_s=o.restart_backoff_s,
+                   retry=RetryPolicy.from_config())
 
 
 # prepare(options view, config) -> build(pipeline): validates what is particular to one
@@ -124,32 +156,51 @@ Prepare = Callable[[StreamOptions, StreamConfig], Callable[[beam.Pipeline], obje
 def run_stream(name: str, role: str, prepare: Prepare,
                options_cls: type = StreamOptions, argv: Optional[Sequence[str]] = None,
                flush_unit: str = "events") -> int:
-    """Main of a streaming pipeline: flags -> config -> supervised run; returns the exit
-    code (0: ended or drained; 1: failed or drain timed out).  Exits 2 on a bad flag or
-    config value, before anything starts."""
+    """Main of a streaming pipeline: flags -> config -> start-up checks -> supervised run;
+    returns the exit code (0: ended or drained, or stopped by a signal before it started;
+    1: failed, unreachable or drain timed out).  Exits 2 on a bad flag or config value,
+    before anything starts."""
     log = logging.getLogger(name)
     args = list(argv) if argv is not None else sys.argv[1:]
     options = options_cls(args)
     o = options.view_as(options_cls)
     configure_logging(o.log_level)
-    try:
-        reject_unknown_flags(args)
-        cfg = StreamConfig.from_options(o, role)
-        build = prepare(o, cfg)
-        prepare_runner(options, streaming=True)
-    except (UsageError, ConfigError) as exc:
-        fail(str(exc))
+    quiet_permanent_errors()
+    with StopSignals() as signals:
+        try:
+            try:
+                reject_unknown_flags(args)
+                cfg = StreamConfig.from_options(o, role)
+                build = prepare(o, cfg)
+                prepare_runner(options, streaming=True)
+            except (UsageError, ConfigError) as exc:
+                fail(str(exc))
+            try:
+                check_nats(cfg.nats)
+                check_data_root(cfg.storage, create=True)
+            except StartupError as exc:
+                fail(str(exc), exc.exit_code)
+        except StopRequested:
+            log.info("%s: stopped by a signal during start-up", name)
+            return 0
+        signals.running()
+        if signals.count:                    # a signal between the checks and here
+            log.info("%s: stopped by a signal during start-up", name)
+            return 0
 
-    def make_pipeline():
-        p = beam.Pipeline(options=options)
-        build(p)
-        return p
+        def make_pipeline():
+            p = beam.Pipeline(options=options)
+            build(p)
+            return p
 
-    log.info("%s: %s -> %s (consumer %s, flush %d %s / %.1fs, drain subject %s)", name,
-             cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
-             flush_unit, cfg.max_seconds, cfg.control_subject)
-    tune_gc_for_streaming()
-    code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
-                                  cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts)
+        log.info("%s: %s -> %s (consumer %s, flush %d %s / %.1fs, drain subject %s)", name,
+                 cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
+                 flush_unit, cfg.max_seconds, cfg.control_subject)
+        tune_gc_for_streaming()
+        code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
+                                      cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
+                                      backoff_s=cfg.restart_backoff_s, signals=signals)
     log.info("%s finished (exit %d): %s", name, code, summarize(result))
+    if argv is None:             # the process's own command line: it ends with this run
+        exit_within(code)
     return code

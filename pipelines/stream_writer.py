@@ -9,16 +9,15 @@ asyncio code (the seed's ``BronzeWriter`` / ``GoldWriter`` API).
 The pipeline runs in its own process, so a crash of the caller cannot leave half-written
 shards, and ``stop`` is the same drain a user gets with Ctrl-C.  The child runs in its own
 session, so a terminal's Ctrl-C reaches only the caller, which drains it once with SIGTERM
-(a second signal would cancel the drain), and it receives SIGTERM, i.e. drains, if the
-caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``).  ``bus`` is a
+(a second signal would cancel the drain), and it receives SIGHUP, i.e. drains, if the
+caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``; the kernel may send it once
+per thread of the dying caller, and the pipeline drains once however many arrive).  ``bus`` is a
 ``NatsBus``, ``NatsSettings`` or a NATS URL.  A subclass names the pipeline module and the
 consumer role (configs/streams.yaml ``consumers.<role>``) whose binding means "started".
 """
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -29,21 +28,10 @@ from typing import Optional, Sequence, Union
 import nats
 
 from io_connectors.config import PROJECT_ROOT
+from io_connectors.embedded.processes import die_with_parent
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings, connect
 from io_connectors.nats.streams import consumer_spec
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _drain_when_parent_dies() -> None:
-    """In the child, before exec: SIGTERM (= drain) when the parent process dies."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
 
 def _settings(bus) -> NatsSettings:
     if isinstance(bus, NatsSettings):
@@ -104,7 +92,8 @@ class StreamWriter:
                 env[f"NATS_{key.upper()}"] = value
         self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
                                      stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_drain_when_parent_dies)
+                                     start_new_session=True,
+                                     preexec_fn=die_with_parent(signal.SIGHUP))
         spec = consumer_spec(self.role)
         nc = await connect(self.settings)
         try:

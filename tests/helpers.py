@@ -40,6 +40,24 @@ def consumer_state(url: str, stream: str, durable: str):
     return asyncio.run(go())
 
 
+def assert_consumer_state(url: str, stream: str, durable: str, expected=(0, 0),
+                          timeout: float = 30.0, ack_pending_only: bool = False) -> None:
+    """Polls the consumer until ``(num_pending, num_ack_pending)`` equals ``expected`` (or
+    only ``num_ack_pending`` does); fails with the last state after ``timeout``.  The server
+    applies acks it has received asynchronously, so a state read right after a writer's
+    flush (or a pipeline's exit) may still count them as pending."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        state = consumer_state(url, stream, durable)
+        if (state[1] == expected[1]) if ack_pending_only else (tuple(state) == tuple(expected)):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"consumer {stream}/{durable}: state {state}, expected "
+                                 f"{expected} within {timeout}s")
+        time.sleep(0.1)
+
+
 def stream_message_count(url: str, stream: str) -> int:
     """Messages stored in a JetStream stream."""
     async def go():

@@ -12,7 +12,8 @@ import pytest
 
 from io_connectors.dbn import decode as dbn_files
 from tests.conftest import wait_for
-from tests.helpers import ROOT, consumer_state, kill_group, parquet_files, start_pipeline
+from tests.helpers import (ROOT, assert_consumer_state, kill_group,
+                           parquet_files, start_pipeline)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,7 +75,7 @@ def test_real_samples_backfill_equals_replay_and_reruns_add_nothing(nats_server,
     finally:
         kill_group(proc)
     assert _rows(streamed) == backfilled
-    assert consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data") == (0, 0)
+    assert_consumer_state(nats_server.url, "MARKET_DATA", "bronze_writer_market_data")
 
 
 def test_backfill_missing_file_is_a_clear_error(tmp_path):

@@ -7,7 +7,8 @@ import orjson
 import pytest
 
 from transforms.bronze_route import MIN_COLUMNAR_TRADES, route_batch, route_batch_columnar
-from transforms.columnar_trades import (ColumnarShardPiece, parse_trade_batch, table_rows)
+from transforms.columnar_trades import parse_trade_batch
+from transforms.shards import Shard, table_rows
 from transforms.schemas import FUTURES_TRADES
 
 SUBJ = "market.futures.trades"
@@ -50,12 +51,12 @@ def expected(msgs, rules=None):
 
 def got(pieces):
     out = {}
-    for p in pieces:
-        assert isinstance(p, ColumnarShardPiece)
+    for key, p in pieces:
+        assert isinstance(p, Shard)
         assert p.table.schema == FUTURES_TRADES
         assert p.table.num_rows == len(p.tokens)
-        assert p.key not in out
-        out[p.key] = list(zip(p.tokens, table_rows(p.table)))
+        assert key not in out
+        out[key] = list(zip(p.tokens, table_rows(p.table)))
     return out
 
 
@@ -240,8 +241,8 @@ def test_route_batch_columnar_keeps_other_subjects_and_falls_back_whole():
     trades = [msg(orjson.dumps(trade(rng)), i) for i in range(MIN_COLUMNAR_TRADES)]
     other = ("market.futures.mbp10", b"{}", 999, TS, "tokx")
     out = route_batch_columnar(trades + [other])
-    pieces = [e for e in out if isinstance(e, ColumnarShardPiece)]
-    pairs = [e for e in out if not isinstance(e, ColumnarShardPiece)]
+    pieces = [e for e in out if isinstance(e[1], Shard)]
+    pairs = [e for e in out if not isinstance(e[1], Shard)]
     assert pairs == route_batch([other])
     assert got(pieces) == expected(trades)
     bad = trades + [msg(b"{", len(trades))]
@@ -270,10 +271,9 @@ def _bundle(dofn, batches):
 
 
 def _flat(full):
-    from transforms.columnar_trades import ColumnarShard
     out = []
     for key, value in full:
-        if isinstance(value, ColumnarShard):
+        if isinstance(value, Shard):
             assert value.table.num_rows == len(value.tokens)
             out.append((key, list(zip(value.tokens, table_rows(value.table)))))
         else:
@@ -283,7 +283,6 @@ def _flat(full):
 
 @pytest.mark.parametrize("sizes", [[3, 4, 5], [10], [1, 1, 1, 1, 1, 1, 1], [2, 9, 3, 7]])
 def test_cut_full_shards_mixed_columnar_and_tuple_values_match_the_tuple_path(sizes):
-    from transforms.columnar_trades import ColumnarShard
     from transforms.flush_policy import _CutFullShards
     rng = random.Random(sum(sizes))
     col_batches, tuple_batches, start = [], [], 0
@@ -292,37 +291,35 @@ def test_cut_full_shards_mixed_columnar_and_tuple_values_match_the_tuple_path(si
         start += n
         # alternate: columnar piece, plain pairs, piece + pairs in one list
         col_batches.append([piece] if j % 3 == 0 else pairs if j % 3 == 1
-                           else [piece._replace(tokens=piece.tokens[:1], table=piece.table.slice(0, 1))]
+                           else [(piece[0], Shard(piece[1].tokens[:1], piece[1].table.slice(0, 1)))]
                            + pairs[1:])
         tuple_batches.append(pairs)
     full_c, rest_c = _bundle(_CutFullShards(4), col_batches)
     full_t, rest_t = _bundle(_CutFullShards(4), tuple_batches)
     assert _flat(full_c) == full_t
     assert [(r.value, r.timestamp) for r in rest_c] == [(r.value, r.timestamp) for r in rest_t]
-    assert all(len(v.tokens if isinstance(v, ColumnarShard) else v) == 4 for _, v in full_c)
+    assert all(len(v.tokens if isinstance(v, Shard) else v) == 4 for _, v in full_c)
     if sizes == [10]:
-        assert all(isinstance(v, ColumnarShard) for _, v in full_c) and len(full_c) == 2
+        assert all(isinstance(v, Shard) for _, v in full_c) and len(full_c) == 2
 
 
-def test_writer_columnar_shard_same_file_content_and_acks(tmp_path, prism_options):
+def test_writer_columnar_shard_same_file_content(tmp_path, prism_options):
     import apache_beam as beam
     import pyarrow.parquet as pq
     from apache_beam.testing.test_pipeline import TestPipeline
     from io_connectors.lake.storage import LakeStorage
     from io_connectors.lake.parquet_shards import WriteParquetShards
-    from transforms.columnar_trades import ColumnarShard
     from transforms.partitioning import shard_layout
     rng = random.Random(5)
     msgs = [msg(orjson.dumps(trade(rng, symbol="ESZ4", ts_event_ns=TS + rng.randrange(50))), i)
             for i in range(60)]
-    (piece,) = parse_trade_batch(msgs)
+    ((key, piece),) = parse_trade_batch(msgs)
     pairs = route_batch(msgs)
     out = {}
-    for name, shard in (("col", (piece.key, ColumnarShard(piece.tokens, piece.table))),
-                        ("tup", (piece.key, [v for _, v in pairs]))):
+    for name, shard in (("col", (key, piece)), ("tup", (key, [v for _, v in pairs]))):
         storage = LakeStorage(str(tmp_path / name))
         with TestPipeline(options=prism_options(streaming=False)) as p:
-            _ = p | beam.Create([shard]) | WriteParquetShards(storage, shard_layout, None)
+            _ = p | beam.Create([shard]) | WriteParquetShards(storage, shard_layout)
         (f,) = storage.list_files("bronze")
         out[name] = pq.read_table(f)
     assert out["col"].schema == FUTURES_TRADES

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import wait_for
-from tests.helpers import (assert_flush_shards, consumer_state, count_rows,
-                           dead_letter_reasons, kill_group, lake_folder, parquet_files,
-                           publish, start_pipeline)
+from tests.helpers import (assert_consumer_state, assert_flush_shards, consumer_state,
+                           count_rows, dead_letter_reasons, kill_group, lake_folder,
+                           parquet_files, publish, start_pipeline)
 from transforms.market_parse import utc_date_hour
 
 pytestmark = pytest.mark.timeout(300)
@@ -149,7 +149,7 @@ def test_stream_lands_every_level_dead_letters_bad_input_and_drains_on_sigterm(
     assert "levels[0]: field 'id'='../etc' is not a plain identifier" in reasons[2]
     assert "'ts'=1734361020 out of range" in reasons[3]
     assert reasons[4] == "unknown subject 'levels.other'"
-    assert consumer_state(nats_server.url, STREAM, DURABLE) == (0, 0)
+    assert_consumer_state(nats_server.url, STREAM, DURABLE)
 
 
 def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
@@ -186,7 +186,7 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
     assert len(rows) == sum(len(ev["levels"]) for ev in events)
     assert all(os.path.dirname(p) == lake_folder(data_root, "gold", DATASET, "MES",
                                                  "2024-12-16", 15) for p, _ in rows)
-    assert consumer_state(nats_server.url, STREAM, DURABLE) == (0, 0)
+    assert_consumer_state(nats_server.url, STREAM, DURABLE)
 
 
 def test_bad_flags_stop_with_a_message(nats_server):

@@ -32,7 +32,7 @@ def test_each_shard_one_sorted_zstd_file_in_its_partition(tmp_path, prism_option
     shards = [(key, [(None, _row(ms, ms)) for ms in (30, 10, 20)]),
               (key, [(None, _row(ms, ms, "ESH5")) for ms in (5, 1)])]
     with TestPipeline(options=prism_options(streaming=False)) as p:
-        written = p | beam.Create(shards) | WriteParquetShards(storage, shard_layout, None)
+        written = p | beam.Create(shards) | WriteParquetShards(storage, shard_layout)
         assert_that(written | beam.Map(lambda r: r[1]), equal_to([3, 2]))
     folder = Path(lake_folder(str(tmp_path), "bronze", "futures/trades", "ES", "2024-12-16", 14))
     files = sorted(os.listdir(folder))
@@ -80,12 +80,12 @@ def test_a_write_failing_on_disk_leaves_no_temporary_file(tmp_path, monkeypatch)
 
 # --------------------------------------------------------------------------- None tokens/rows
 
-def test_split_shard_drops_none_tokens_and_none_rows():
-    from io_connectors.lake.parquet_shards import split_shard
-    assert split_shard([("t1", "a"), (None, "b"), ("t2", None), ("t3", "c")]) == \
+def test_split_values_drops_none_tokens_and_none_rows():
+    from transforms.shards import split_values
+    assert split_values([("t1", "a"), (None, "b"), ("t2", None), ("t3", "c")]) == \
         (["t1", "t2", "t3"], ["a", "b", "c"])
-    assert split_shard([("t1", None), ("t2", None)]) == (["t1", "t2"], [])
-    assert split_shard([(None, "a")]) == ([], ["a"])
+    assert split_values([("t1", None), ("t2", None)]) == (["t1", "t2"], [])
+    assert split_values([(None, "a")]) == ([], ["a"])
 
 
 def _gold_rows(n_levels, ts_ms):
@@ -106,8 +106,9 @@ def test_gold_shard_with_shared_and_missing_tokens_writes_every_row(tmp_path, pr
     empty = flatten_signal_shard((key, [("t4", []), ("t5", [])]))
     with TestPipeline(options=prism_options(streaming=False)) as p:
         written = (p | beam.Create([shard, empty])
-                   | WriteParquetShards(storage, gold_shard_layout, None))
-        assert_that(written | beam.Map(lambda r: r[1]), equal_to([5]))
+                   | WriteParquetShards(storage, gold_shard_layout))
+        assert_that(written | beam.Map(lambda r: (r.rows, r.path is None, r.tokens)),
+                    equal_to([(5, False, ["t1", "t2", "t3"]), (0, True, ["t4", "t5"])]))
     folder = Path(lake_folder(str(tmp_path), "gold", "levels/signals", "ES", "2024-12-16", 14))
     files = os.listdir(folder)
     assert len(files) == 1 and files[0].startswith("part-143000-")
@@ -125,7 +126,9 @@ def test_a_shard_without_rows_is_acked_without_a_file(nats_server, tmp_path, pri
 
     import nats
 
+    from io_connectors.nats.ack import AckWrittenShards
     from io_connectors.nats.settings import NatsSettings
+    from tests.conftest import wait_for
     from tests.helpers import consumer_state
     from transforms.gold_route import flatten_signal_shard
     from transforms.partitioning import gold_shard_layout
@@ -151,8 +154,9 @@ def test_a_shard_without_rows_is_acked_without_a_file(nats_server, tmp_path, pri
     storage = LakeStorage(str(tmp_path / "lake"))
     with TestPipeline(options=prism_options(streaming=False)) as p:
         written = (p | beam.Create([shard])
-                   | WriteParquetShards(storage, gold_shard_layout,
-                                        NatsSettings(url=nats_server.url)))
+                   | WriteParquetShards(storage, gold_shard_layout)
+                   | AckWrittenShards(NatsSettings(url=nats_server.url)))
         assert_that(written, equal_to([]))
-    assert consumer_state(nats_server.url, "LEVEL_SIGNALS", "empty_test") == (0, 0)
+    wait_for(lambda: consumer_state(nats_server.url, "LEVEL_SIGNALS", "empty_test") == (0, 0),
+             30, message="the server to process the acks")
     assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("*.parquet"))

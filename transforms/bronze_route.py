@@ -62,7 +62,7 @@ def route_batch_columnar(batch, rules: BronzeRules = DEFAULT_RULES) -> list:
     """``route_batch`` with the batch's ``market.futures.trades`` messages parsed
     column-wise (``transforms.columnar_trades``) when all of them are valid: the output
     list then holds the ``route_message`` results of the other messages, in order, followed
-    by one ``ColumnarShardPiece`` per shard key of the trades.  When the columnar parser
+    by one ``(key, Shard(tokens, table))`` piece per shard key of the trades.  When the columnar parser
     refuses (any trade possibly invalid, or fewer than ``MIN_COLUMNAR_TRADES``), the
     result is exactly ``route_batch(batch)``.  Either way every message is in the output
     once, as the same row or dead letter."""
@@ -84,7 +84,7 @@ class ParseMarketBatches(beam.PTransform):
     one list per input batch (``route_batch_columnar``) of ``(shard_key, (ack_token,
     row_tuple))`` pairs, with exactly the routing of ``ParseMarketMessages`` (valid row or
     dead letter, nothing dropped), except that the futures trades of a batch whose trades
-    are all valid come as ``ColumnarShardPiece(key, tokens, table)`` elements holding the
+    are all valid come as ``(key, transforms.shards.Shard(tokens, table))`` pieces holding the
     same rows.  Meant for ``transforms.flush_policy.BatchedFlushPolicy``, which accepts
     both: a whole batch is one element, so the per-element cost of the runner is paid per
     batch, not per event.  ``rules`` as for ``ParseMarketMessages``.

@@ -4,8 +4,10 @@
 ``market.futures.trades``, parses all their payloads in one ``pyarrow.json.read_json`` call
 and checks every rule of the per-message parser (``market_parse._futures_trade``,
 ``_common``, ``_aggressor``, ``_conditions`` and the ``json_fields`` checks) with
-``pyarrow.compute``.  It returns, per shard key, a ``ColumnarShardPiece`` (the key, the
-ack tokens in row order and a table in exactly the ``FUTURES_TRADES`` schema), or ``None``
+``pyarrow.compute``.  It returns, per shard key, a ``(key, transforms.shards.Shard(tokens,
+table))`` piece (the ack tokens in row order and a table in exactly the ``FUTURES_TRADES``
+schema whose row ``i`` equals, value for value, the row tuple the per-message parser
+gives for the message of ``tokens[i]``), or ``None``
 whenever it cannot prove that the per-message parser would accept EVERY message and give
 identical rows.  ``None`` means: route the whole batch message by message (the old path,
 with its rows and dead letters), so this module can only ever accept, never reject.
@@ -35,7 +37,7 @@ backfill), with the price bound of ``rules`` (configs/lake.yaml ``bronze.max_pri
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +48,7 @@ from transforms.bronze_rules import DEFAULT_RULES, BronzeRules, row_mask
 from transforms.market_parse import _NS_PER_HOUR, _utc_date_hour_of, symbol_root
 from transforms.partitioning import bronze_key
 from transforms.schemas import BRONZE_DATASETS, FUTURES_TRADES
+from transforms.shards import Shard
 
 SUBJECT = "market.futures.trades"
 DATASET = BRONZE_DATASETS[SUBJECT].path
@@ -64,32 +67,6 @@ _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_READ_SCHEMA,
                                  unexpected_field_behavior="ignore",
                                  newlines_in_values=False)
 _KEYS = tuple(f'"{name}":'.encode() for name in _READ_SCHEMA.names)
-
-
-class ColumnarShardPiece(NamedTuple):
-    """Valid trades of one shard key from one batch, column-wise.
-
-    ``key``: the shard key (``bronze_key``), ``tokens``: their ack tokens in row order,
-    ``table``: their rows in ``FUTURES_TRADES`` (same order).  Row ``i`` equals, value for
-    value, the row tuple the per-message parser gives for the message of ``tokens[i]``.
-    """
-    key: str
-    tokens: list
-    table: pa.Table
-
-
-class ColumnarShard(NamedTuple):
-    """A shard in columnar form, the value of a ``(key, ColumnarShard)`` element for
-    ``WriteParquetShards``: ack tokens and a table of the same length in the key's schema
-    (any order; the writer sorts)."""
-    tokens: list
-    table: pa.Table
-
-
-def table_rows(table: pa.Table) -> list[tuple]:
-    """The table's rows as tuples in column order, with the Python values the per-message
-    parser gives (int, float, str, None, lists of int)."""
-    return list(zip(*(col.to_pylist() for col in table.columns)))
 
 
 def _valid(t: pa.Table, rules: BronzeRules) -> bool:
@@ -118,8 +95,8 @@ def _to_schema(t: pa.Table) -> pa.Table:
 
 
 def parse_trade_batch(msgs, rules: BronzeRules = DEFAULT_RULES) -> Optional[list]:
-    """NatsMessage tuples of ``market.futures.trades`` -> ``ColumnarShardPiece`` per shard
-    key (rows of a key in message order), or ``None`` when any message might not be
+    """NatsMessage tuples of ``market.futures.trades`` -> ``(key, Shard(tokens, table))``
+    per shard key (rows of a key in message order), or ``None`` when any message might not be
     accepted by the per-message parser exactly as here (the caller then routes the whole
     batch message by message)."""
     n = len(msgs)
@@ -174,14 +151,13 @@ def _split_by_key(table: pa.Table, tokens: list) -> list:
         return bronze_key(DATASET, roots_by_id[rid], date, hour)
 
     if len(uniq) == 1:
-        return [ColumnarShardPiece(key_of(uniq[0]), tokens, table)]
+        return [(key_of(uniq[0]), Shard(tokens, table))]
     order = np.argsort(inverse, kind="stable")
     counts = np.bincount(inverse, minlength=len(uniq))
     ordered = table.take(pa.array(order))
     tokens = [tokens[i] for i in order.tolist()]
     pieces, start = [], 0
     for g, c in zip(uniq, counts.tolist()):
-        pieces.append(ColumnarShardPiece(key_of(g), tokens[start:start + c],
-                                         ordered.slice(start, c)))
+        pieces.append((key_of(g), Shard(tokens[start:start + c], ordered.slice(start, c))))
         start += c
     return pieces

@@ -20,14 +20,14 @@ buffer lives from ``start_bundle`` to ``finish_bundle`` and is emptied there):
   element per event, through ``FlushPolicy`` (the GroupByKey with the count and
   processing-time triggers), where they wait with the remainders of later bundles.
 
-Element shapes.  An input list holds ``(key, (token, row_tuple))`` pairs and/or
-``columnar_trades.ColumnarShardPiece(key, tokens, table)`` elements (the futures trades of a
-batch parsed column-wise by ``bronze_route.route_batch_columnar``: ``len(tokens)`` events
-whose rows are the table's, identical to the parser's tuples).  ``_CutFullShards`` buffers
-both per key with a running count and cuts at exactly ``max_events`` events, slicing a
-piece where a shard ends.  A full shard is ``(key, ColumnarShard(tokens, table))`` when all
-of its events came column-wise, else ``(key, [(token, row_tuple), ...])`` (columnar rows
-converted to tuples); ``WriteParquetShards`` writes both the same way.  The remainders at
+Element shapes (``transforms.shards``).  An input list holds ``(key, (token, row_tuple))``
+pairs (one event each) and/or ``(key, Shard(tokens, table))`` pieces (the futures trades
+of a batch parsed column-wise by ``bronze_route.route_batch_columnar``: ``len(tokens)``
+events whose rows are the table's, identical to the parser's tuples).  ``_CutFullShards``
+buffers both per key with a running count and cuts at exactly ``max_events`` events,
+slicing a piece where a shard ends.  A full shard is ``(key, Shard(tokens, table))`` when
+all of its events came column-wise, else ``(key, [(token, row_tuple), ...])`` (columnar
+rows converted to tuples); the shard writers write both the same way.  The remainders at
 the end of a bundle always go to the trigger path as one ``(key, (token, row_tuple))``
 element per event, so ``FlushPolicy`` and everything after it only ever see tuples.
 
@@ -56,7 +56,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.columnar_trades import ColumnarShard, ColumnarShardPiece, table_rows
+from transforms.shards import Shard, table_rows
 
 
 class _FlushRule(beam.PTransform):
@@ -114,7 +114,7 @@ class FlushPolicy(_FlushRule):
 
 
 def _take(parts: list, size: int) -> tuple[list, list]:
-    """Splits a key's buffered parts (lists of values, or ``(tokens, table)`` pieces) into
+    """Splits a key's buffered parts (lists of values, or ``Shard`` pieces) into
     the first ``size`` values and the rest, order kept."""
     taken, need = [], size
     for i, part in enumerate(parts):
@@ -129,8 +129,8 @@ def _take(parts: list, size: int) -> tuple[list, list]:
             head, tail = part[:need], part[need:]
         else:
             tokens, table = part
-            head = (tokens[:need], table.slice(0, need))
-            tail = (tokens[need:], table.slice(need))
+            head = Shard(tokens[:need], table.slice(0, need))
+            tail = Shard(tokens[need:], table.slice(need))
         return taken + [head], [tail] + parts[i + 1:]
     return taken, []
 
@@ -145,12 +145,12 @@ def _as_values(part) -> list:
 
 
 def _shard(parts: list):
-    """The value of a full shard: ``ColumnarShard`` when every part is columnar, else the
-    list of values."""
+    """The value of a full shard: a ``Shard`` when every part is columnar, else the list
+    of values."""
     if all(type(p) is not list for p in parts):
         tokens = [t for p in parts for t in p[0]]
         tables = [p[1] for p in parts]
-        return ColumnarShard(tokens, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+        return Shard(tokens, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
     return [v for p in parts for v in _as_values(p)]
 
 
@@ -161,9 +161,9 @@ class _CutFullShards(beam.DoFn):
     (timestamped with the earliest input element that contributed to that key's current
     buffer).
 
-    An element is a ``(key, value)`` pair or a ``ColumnarShardPiece(key, tokens, table)``
+    An element is a ``(key, value)`` pair or a ``(key, Shard(tokens, table))`` piece
     (``len(tokens)`` values ``(token, row_tuple)`` in columnar form).  A full shard is
-    ``(key, ColumnarShard(tokens, table))`` when all of its values came in columnar pieces,
+    ``(key, Shard(tokens, table))`` when all of its values came in columnar pieces,
     else ``(key, [value, ...])`` (columnar rows converted to the parser's tuples).  The
     values left over always go out as ``(key, (token, row_tuple))``.
     """
@@ -180,14 +180,13 @@ class _CutFullShards(beam.DoFn):
     def process(self, pairs, ts=beam.DoFn.TimestampParam):
         buf = self._buf
         size = self._max
-        for element in pairs:
-            if type(element) is ColumnarShardPiece:
-                key = element.key
+        for key, value in pairs:
+            if type(value) is Shard:
                 entry = buf.get(key)
                 if entry is None:
                     entry = buf[key] = [ts, 0, []]
-                entry[2].append((element.tokens, element.table))
-                entry[1] += len(element.tokens)
+                entry[2].append(value)
+                entry[1] += len(value.tokens)
                 while entry[1] >= size:
                     shard, rest = _take(entry[2], size)
                     yield key, _shard(shard)
@@ -197,7 +196,6 @@ class _CutFullShards(beam.DoFn):
                 if not entry[1]:
                     del buf[key]
                 continue
-            key, value = element
             entry = buf.get(key)
             if entry is None:
                 entry = buf[key] = [ts, 0, [[value]]]
@@ -226,10 +224,10 @@ class BatchedFlushPolicy(_FlushRule):
     """``FlushPolicy`` for batched input, with full shards cut before the shuffle (see the
     module docstring).
 
-    Input: lists of ``(key, value)`` pairs and/or ``ColumnarShardPiece`` elements (e.g.
-    one list per source batch), in the global window.  Output: a pair of PCollections
+    Input: lists of ``(key, value)`` pairs and/or ``(key, Shard)`` pieces (e.g. one list
+    per source batch), in the global window.  Output: a pair of PCollections
     ``(full, flushed)``: ``full`` holds shards of exactly ``max_events`` values cut within
-    one bundle, as ``(key, [value, ...])`` or ``(key, ColumnarShard(tokens, table))``;
+    one bundle, as ``(key, [value, ...])`` or ``(key, Shard(tokens, table))``;
     ``flushed`` the ``(key, [value, ...])`` panes of ``FlushPolicy`` over the values left
     over at bundle ends.
     Every input value is in exactly one shard of one of them; no shard exceeds

@@ -1,154 +1,130 @@
-"""``WriteParquetShards``: one Parquet file per shard, then ack the messages it holds.
+"""``WriteParquetShards``: one Parquet file per shard, durably, then say which were written.
 
-Input: ``(shard_key, [(ack_token, row_tuple), ...])`` shards (see
-``transforms.flush_policy``), or ``(shard_key, ColumnarShard(tokens, table))``: the same
-shard in columnar form (a table already in the key's schema, in any order; it is sorted
-stably by the sort column exactly as ``rows_to_table`` sorts the tuples; the same file
-name, acks and metrics).  Each shard becomes one zstd Parquet file
-``part-HHMMSS-<unique>.parquet`` (HHMMSS = UTC time of its earliest row) in the key's
-folder, written atomically and durably, and only then are its messages acked to JetStream.  A failed write is retried with backoff and finally fails
-the bundle without acking, so the messages are redelivered; nothing is acked unwritten.
-Output: ``(relative_path, row_count)`` for each file written.
+Input: ``(shard_key, value)`` shards, ``value`` a ``transforms.shards.Shard(tokens,
+table)`` or a list of ``(token, row_tuple)`` values (see ``transforms.shards``; both are
+written the same way, the table sorted stably by the key's sort column).  Each shard with
+rows becomes one zstd Parquet file ``part-HHMMSS-<unique>.parquet`` (HHMMSS = UTC time
+of its earliest row) in the key's folder, written atomically and durably.
 
-A token or a row may be ``None`` (``split_shard``): a message that became several rows
-carries its token on one of them only (Gold level signals), and a message that became no
-row (a snapshot without levels) is ``(token, None)``.  A shard with tokens but no rows
-writes no file and acks its tokens at once: they hold nothing to write, and leaving them
-un-acked would only make JetStream redeliver them forever.
+Output: one ``WrittenShard(path, rows, tokens)`` per input shard, emitted only after its
+file is durable: ``path`` is the file's lake-relative path, or None when no file was
+needed (a shard without rows, or a content-addressed shard whose file already exists);
+``tokens`` are the shard's message tokens.  Whatever acknowledges the messages
+(``io_connectors.nats.ack.AckWrittenShards``) is the next step of the same fused stage, so
+nothing is acknowledged before it is written.
+
+Failures (``io_connectors.errors``): a permanent one (credentials, missing bucket,
+permissions, data that does not fit the schema) fails the bundle at once with a
+``PermanentError`` (the launcher then stops the job instead of restarting it); a
+transient one is retried by ``io_connectors.retry_policy.RetryPolicy`` with backoff and a
+bound, while ``hold(tokens)`` (if given) keeps the shard's messages from being
+redelivered; when the bound is exceeded the write is abandoned and the bundle fails, with
+nothing acknowledged.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from typing import Callable, Optional
+from typing import Callable, ContextManager, NamedTuple, Optional
 
 import apache_beam as beam
-import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from io_connectors.nats import ack as nats_ack
 from io_connectors.lake.storage import LakeStorage, shard_name
-from io_connectors.nats.settings import NatsSettings
-from transforms.arrow_rows import rows_to_table
-from transforms.columnar_trades import ColumnarShard, table_rows
+from io_connectors.retry_policy import RetryPolicy
+from transforms.shards import as_shard, shard_rows
 
 _LOG = logging.getLogger(__name__)
 
+# hold(tokens) -> context manager kept entered while the shard's write is being retried
+Hold = Callable[[list], ContextManager]
 
-def split_shard(values) -> tuple[list, list]:
-    """``[(token, row), ...]`` -> ``(tokens, rows)``, in order, without the ``None``
-    tokens and ``None`` rows."""
-    tokens, rows = [], []
-    for token, row in values:
-        if token is not None:
-            tokens.append(token)
-        if row is not None:
-            rows.append(row)
-    return tokens, rows
+
+class WrittenShard(NamedTuple):
+    """A shard that is durably in the lake: its file (None if it needed none), its row
+    count, and the tokens of its messages."""
+    path: Optional[str]
+    rows: int
+    tokens: list
 
 
 class _WriteShardDoFn(beam.DoFn):
-    def __init__(self, storage: LakeStorage, layout: Callable, ack_settings: Optional[NatsSettings],
-                 compression: tuple[str, int], retries: int, retry_wait_s: float,
-                 content_addressed: bool):
+    def __init__(self, storage: LakeStorage, layout: Callable, compression: tuple[str, int],
+                 retry: Optional[RetryPolicy], hold: Optional[Hold], content_addressed: bool):
         self._content_addressed = content_addressed
         self._storage = storage
         self._layout = layout
-        self._ack_settings = ack_settings
         self._compression = compression
-        self._retries = retries
-        self._retry_wait_s = retry_wait_s
+        self._retry = retry
+        self._hold = hold
         self._rows = Metrics.counter("lake", "rows_written")
         self._files = Metrics.counter("lake", "files_written")
         self._present = Metrics.counter("lake", "files_already_present")
         self._without_rows = Metrics.counter("lake", "messages_without_rows")
 
+    def setup(self):
+        if self._retry is None:
+            self._retry = RetryPolicy.from_config()
+
     def process(self, keyed):
-        key, values = keyed
-        if type(values) is ColumnarShard:
-            tokens, table = values
-            if not table.num_rows:
-                if tokens:
-                    self._without_rows.inc(len(tokens))
-                    self._ack(tokens, "a shard without rows")
-                return
-            folder, schema, sort_col = self._layout(key)
-            if not table.schema.equals(schema):
-                raise ValueError(f"columnar shard of {key} is not in the key's schema")
-            rows = table_rows(table) if self._content_addressed else None
-            if table.num_rows > 1:
-                table = table.take(pc.sort_indices(table[sort_col]))   # stable
-        else:
-            tokens, rows = split_shard(values)
-            if not rows:
-                if tokens:                       # nothing to write: ack them now
-                    self._without_rows.inc(len(tokens))
-                    self._ack(tokens, "a shard without rows")
-                return
-            folder, schema, sort_col = self._layout(key)
-            table = rows_to_table(rows, schema, sort_by=sort_col)
-        digest = (hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+        key, value = keyed
+        folder, schema, sort_col = self._layout(key)
+        digest = (hashlib.sha256(repr(shard_rows(value)).encode()).hexdigest()[:16]
                   if self._content_addressed else None)
-        rel = self._write_with_retry(folder, table, table[sort_col][0].as_py(), digest)
-        if rel is None:                      # the same content is already in the lake
+        tokens, table = as_shard(value, schema, sort_col)
+        if not table.num_rows:           # nothing to write: its messages are done
+            self._without_rows.inc(len(tokens))
+            yield WrittenShard(None, 0, tokens)
+            return
+        first_ts = table[sort_col][0].as_py()
+        hold = (lambda: self._hold(tokens)) if self._hold is not None and tokens else None
+        rel = self._retry.call(lambda: self._write(folder, table, first_ts, digest),
+                               f"write of a {table.num_rows}-row shard to "
+                               f"{self._storage.data_root}/{folder}", hold)
+        if rel is None:                  # the same content is already in the lake
             self._present.inc()
+            yield WrittenShard(None, 0, tokens)
             return
         self._rows.inc(table.num_rows)
         self._files.inc()
-        self._ack(tokens, rel)
-        yield rel, table.num_rows
+        yield WrittenShard(rel, table.num_rows, tokens)
 
-    def _ack(self, tokens, what):
-        if self._ack_settings is None:
-            return
-        try:
-            nats_ack.ack(self._ack_settings, tokens)
-        except Exception:  # pylint: disable=broad-except
-            # Not acked: JetStream redelivers; readers drop the duplicate of a written row.
-            _LOG.warning("could not ack %d messages of %s", len(tokens), what, exc_info=True)
-
-    def _write_with_retry(self, folder, table, first_ts_ns, digest):
-        wait = self._retry_wait_s
-        for attempt in range(self._retries + 1):
-            name = shard_name(first_ts_ns, digest)
+    def _write(self, folder, table, first_ts_ns, digest) -> Optional[str]:
+        """One attempt: the relative path written, or None if a content-addressed file
+        of the same name exists.  A random name that is taken is drawn again."""
+        for _ in range(8):
             try:
-                return self._storage.write_parquet(folder, name, table, *self._compression)
+                return self._storage.write_parquet(folder, shard_name(first_ts_ns, digest),
+                                                   table, *self._compression)
             except FileExistsError:
                 if digest is not None:
                     return None
-                continue
-            except Exception:  # pylint: disable=broad-except
-                if attempt == self._retries:
-                    raise
-                _LOG.warning("write of %s/%s failed (attempt %d), retrying in %.1fs",
-                             folder, name, attempt + 1, wait, exc_info=True)
-                time.sleep(wait)
-                wait = min(wait * 2, 10.0)
         raise RuntimeError(f"could not find a free shard name in {folder}")
 
 
 class WriteParquetShards(beam.PTransform):
-    """Writes each ``(shard_key, [(ack_token, row), ...])`` or ``(shard_key,
-    ColumnarShard(tokens, table))`` shard as one Parquet file and acks its messages (after
-    the durable write, as for tuples); outputs ``(relative_path, rows)`` per file.
+    """Writes each ``(shard_key, Shard | [(token, row), ...])`` shard as one Parquet file;
+    outputs a ``WrittenShard(path, rows, tokens)`` per shard once it is durable (see the
+    module docstring for failures and retries).
 
     Args:
       storage: the lake (local or S3).
       layout: ``key -> (folder, schema, sort_column)``; a module-level function.
-      ack_settings: NATS settings used to ack the written messages (None: no acks).
       compression: (codec, level).
+      retry: the retry policy (default: configs/lake.yaml ``write_retry``).
+      hold: ``tokens -> context manager`` entered while a shard's write is retried (e.g.
+        ``io_connectors.nats.ack.InProgress``); None: nothing to keep alive.
       content_addressed: name each file by a hash of its rows and skip a shard whose file
         already exists, so that re-running a bounded job over the same input adds nothing
         (backfills).  Streaming leaves it off: every shard gets a fresh unique name.
     """
 
-    def __init__(self, storage: LakeStorage, layout: Callable,
-                 ack_settings: Optional[NatsSettings], compression=("zstd", 3),
-                 retries: int = 5, retry_wait_s: float = 0.5, content_addressed: bool = False):
+    def __init__(self, storage: LakeStorage, layout: Callable, *, compression=("zstd", 3),
+                 retry: Optional[RetryPolicy] = None, hold: Optional[Hold] = None,
+                 content_addressed: bool = False):
         super().__init__()
-        self._dofn = _WriteShardDoFn(storage, layout, ack_settings, tuple(compression),
-                                     retries, retry_wait_s, content_addressed)
+        self._dofn = _WriteShardDoFn(storage, layout, tuple(compression), retry, hold,
+                                     content_addressed)
 
     def expand(self, keyed):
         return keyed | "WriteShard" >> beam.ParDo(self._dofn)

@@ -220,7 +220,8 @@ def s3_settings(**given: Optional[str]) -> dict:
 
 
 def resolve_data_root(flag: Optional[str] = None) -> str:
-    """``--data_root`` if given, else env ``DATA_ROOT``, else configs/lake.yaml.
+    """``--data_root`` if given, else env ``DATA_ROOT``, else configs/lake.yaml; a local
+    path, ``file://path`` or ``s3://bucket[/prefix]`` (any other scheme raises ConfigError).
 
     ``USE_S3`` (the seed's switch) is optional: the ``s3://`` scheme of the root is what
     selects S3.  ``USE_S3=true`` with a root that is not ``s3://bucket[/prefix]`` is a
@@ -235,6 +236,12 @@ def resolve_data_root(flag: Optional[str] = None) -> str:
     if use_s3 in ("1", "true", "yes") and not value.startswith("s3://"):
         raise ConfigError(f"USE_S3=true but the data root {value!r} is not s3://bucket/prefix "
                           f"(set DATA_ROOT or --data_root to an s3:// URL)")
+    if "://" in value and not value.startswith(("s3://", "file://")):
+        raise ConfigError(f"data root {value!r} has an unknown scheme "
+                          f"{value.split('://', 1)[0]!r}: use a local path, file:// or "
+                          f"s3://bucket/prefix")
+    if value.startswith("s3://") and not value[len("s3://"):].split("/", 1)[0]:
+        raise ConfigError(f"data root {value!r} names no bucket: use s3://bucket[/prefix]")
     return resolve_path(value)
 
 

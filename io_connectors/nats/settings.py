@@ -10,6 +10,7 @@ from typing import Optional
 import nats
 
 from io_connectors.config import ConfigError, load_config, require
+from io_connectors.errors import is_transient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,19 +60,44 @@ class NatsSettings:
 
 
 async def connect(settings: NatsSettings, timeout: Optional[float] = None):
-    """Connects with ``settings``; fails with ConnectionError naming the last error (bad
-    credentials, refused, ...) instead of retrying the first connection forever.  Once
-    connected, the client reconnects on its own for as long as it takes."""
+    """Connects with ``settings``; fails with ConnectionError naming the last error instead
+    of retrying the first connection forever: at once when the server rejects the
+    credentials (a permanent error, ``io_connectors.errors``), else after ``timeout``
+    seconds (default: 3 connect timeouts, at least 10 s) of refused or unanswered attempts.
+    Once connected, the client reconnects on its own for as long as it takes."""
     errors: list = []
+    rejected = asyncio.Event()
 
     async def on_error(exc):
         errors.append(exc)
+        if not is_transient(exc):
+            rejected.set()
 
     limit = timeout if timeout is not None else max(10.0, 3 * settings.connect_timeout_s)
+    attempt = asyncio.ensure_future(nats.connect(**settings.connect_kwargs(), error_cb=on_error))
+    stop = asyncio.ensure_future(rejected.wait())
     try:
-        return await asyncio.wait_for(
-            nats.connect(**settings.connect_kwargs(), error_cb=on_error), limit)
-    except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
-        last = errors[-1] if errors else exc
-        raise ConnectionError(f"could not connect to NATS at {settings.url} within "
-                              f"{limit:.0f}s: {type(last).__name__}: {last}") from None
+        await asyncio.wait({attempt, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+        return attempt.result()
+    if not attempt.done():
+        attempt.cancel()
+        try:
+            await attempt
+        except BaseException:  # pylint: disable=broad-except
+            pass
+    elif not attempt.cancelled() and attempt.exception() is not None:
+        errors.append(attempt.exception())
+    permanent = [e for e in errors if not is_transient(e)]
+    last = permanent[0] if permanent else errors[-1] if errors else asyncio.TimeoutError(
+        "no answer")
+    if permanent:
+        raise ConnectionError(f"NATS at {settings.url} rejected the connection "
+                              f"({type(last).__name__}: {last}): check NATS_USER / "
+                              f"NATS_PASSWORD, NATS_TOKEN or the TLS settings") from None
+    error = ConnectionError(f"could not connect to NATS at {settings.url} within "
+                            f"{limit:.0f}s: {type(last).__name__}: {last}")
+    error.last_error = last
+    raise error from None

@@ -11,19 +11,24 @@ Guarantees
   ``batches=True`` lists of them, as the reader delivers them (up to ``max_batch``, each
   timestamped with the storage time of its last message).
 - At-least-once: the source never acks.  ``ack_token`` is the message's JetStream reply
-  subject; the stage that durably writes the message acks it (``nats_ack.ack``).  A message
+  subject; the stage that durably writes the message acks it (``ack.AckWrittenShards``).  A message
   whose process dies before that is redelivered by JetStream after ``ack_wait``.
 - The watermark follows the storage time of delivered messages and, when idle, wall
   clock minus ``idle_watermark_lag_s``; it never goes back.  The reader self-checkpoints
   (bounded bundles), so downstream triggers fire while the source runs.
 - Bounded mode (tests, backfills): ``stop_at_end`` ends the read once the consumer has
   nothing pending; ``max_messages`` ends it after that many messages.
+- While the pipeline is stalled (a shard write being retried) or takes nothing from the
+  reader's buffer, the messages waiting in the buffer and those emitted and not yet acked
+  get JetStream in-progress acks every third of ``ack_wait`` (``inflight``), so a slow
+  write does not cause their redelivery.
 - Drain: ``request_drain()`` in-process, or a publish to ``control_subject``, makes the
   reader unsubscribe, emit what it buffered, then finish (watermark to +inf) so every
   window fires its final pane and the pipeline ends after writing and acking it all.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -36,14 +41,15 @@ from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSo
                                              UnboundedReader, UnboundedSource)
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from io_connectors.nats import async_runtime
-from io_connectors.nats.ack import parse_ack_token
+from io_connectors.nats import async_runtime, inflight
+from io_connectors.nats.ack import in_progress, parse_ack_token
 from io_connectors.nats.fast_delivery import deliver_into
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_streams
 
 _LOG = logging.getLogger(__name__)
 _LOCAL_DRAIN = threading.Event()
+_SUBSCRIBED = [0]           # subscriptions established in this process
 
 
 class NatsMessage(NamedTuple):
@@ -105,6 +111,12 @@ def reset_drain() -> None:
     _LOCAL_DRAIN.clear()
 
 
+def subscriptions_started() -> int:
+    """How many reader subscriptions this process has established (the launcher's sign
+    that a job had been running)."""
+    return _SUBSCRIBED[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _SourceConfig:
     settings: NatsSettings
@@ -152,9 +164,11 @@ class _SharedSubscription:
         self.saw_end = False       # a delivered message reported 0 pending
         self.draining = False
         self.finished = False
+        self._keeper = None
         self.nc = async_runtime.connection(cfg.settings)
         if async_runtime.run(self._subscribe()):
             self.finished = True
+        _SUBSCRIBED[0] += 1
         _LOG.info("NATS consumer %s subscribed (split %d, already at end=%s)",
                   cfg.consumer.durable, cfg.reader_index, self.finished)
 
@@ -184,12 +198,44 @@ class _SharedSubscription:
         # callback (the callback above stays as the fallback and for anything else).
         deliver_into(self.nc, sub, buf)
         self.subs.append(sub)
+        self._keeper = asyncio.ensure_future(self._keep_alive(
+            cfg.consumer.ack_wait_s / 3))
         if cfg.control_subject:
             self.subs.append(await self.nc.subscribe(cfg.control_subject, cb=on_control))
         await self.nc.flush()
         return empty
 
+    async def _keep_alive(self, every_s: float) -> None:
+        """Every ``every_s``: while the pipeline is stalled (a shard write of this process
+        is being retried) or takes nothing from the buffer, sends in-progress acks for the
+        messages waiting here and those emitted earlier and not yet acked
+        (``inflight.unacked``), so that JetStream does not redeliver them meanwhile; when
+        all is well, drops what ``inflight`` kept for longer than two ``ack_wait``."""
+        last_emitted, waiting, calm = self.emitted, 0, 0
+        while True:
+            await asyncio.sleep(every_s)
+            buffer_stuck = bool(waiting) and self.emitted - last_emitted < waiting
+            last_emitted, waiting = self.emitted, len(self.buf)
+            if not (buffer_stuck or inflight.stalled()):
+                calm += 1
+                if calm >= 6:                    # 6 x ack_wait/3 = two ack_wait
+                    inflight.rotate()
+                    calm = 0
+                continue
+            calm = 0
+            tokens = [m[2] for m in list(self.buf)]          # a C-level copy: atomic
+            tokens += inflight.unacked()
+            if tokens:
+                try:
+                    await in_progress(self.nc, tokens)
+                except Exception as exc:  # pylint: disable=broad-except
+                    _LOG.warning("could not send in-progress acks for %d messages: %s",
+                                 len(tokens), exc)
+
     async def _unsubscribe(self):
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
         subs, self.subs = self.subs, []
         for sub in subs:
             try:
@@ -226,12 +272,14 @@ class _SharedSubscription:
             max_batch = min(max_batch, cap - self.emitted)
         buf = self.buf
         out = []
+        tokens = []
         pop = buf.popleft
         try:
             for _ in range(max_batch):
                 subject, payload, reply = pop()
                 seq, ts_ns, pending = parse_ack_token(reply)
                 out.append((subject, payload, seq, ts_ns, reply))
+                tokens.append(reply)
         except IndexError:
             pass
         if not out:
@@ -248,6 +296,7 @@ class _SharedSubscription:
         if ts > self.watermark:
             self.watermark = ts
         self.emitted += len(out)
+        inflight.emitted(tokens)
         return out
 
 
