@@ -23,8 +23,8 @@ from __future__ import annotations
 if __name__ == "__main__":      # the driver and, on the default runner, its workers too
     import os as _os
     _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # idle BLAS threads spin; no BLAS here
-    from pipelines.lean_imports import skip_unused_optional_modules
-    skip_unused_optional_modules()
+    from pipelines.lean_imports import UNUSED_BY_BACKFILL, skip_unused_optional_modules
+    skip_unused_optional_modules(UNUSED_BY_BACKFILL)
 
 import logging
 import os

@@ -67,9 +67,13 @@ def reject_unknown_flags(argv: Sequence[str], also_known: Sequence[str] = ()) ->
 
 
 def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions:
-    """Resolves the runner in place: DirectRunner -> Prism with the local binary."""
+    """Resolves the runner in place: DirectRunner -> Prism with the local binary; on
+    Beam's FnApiRunner, its racy timed flush of the data plane is switched off
+    (``disable_fnapi_timed_flush``)."""
     std = options.view_as(StandardOptions)
     std.streaming = streaming
+    if str(std.runner or "").endswith("FnApiRunner"):
+        disable_fnapi_timed_flush()
     if std.runner in _DIRECT:
         std.runner = "PrismRunner"
         options.view_as(PrismRunnerOptions).prism_location = prism_location(options)
@@ -79,6 +83,32 @@ def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions
         if not options.view_as(PortableOptions).environment_type:
             options.view_as(PortableOptions).environment_type = "LOOPBACK"
     return options
+
+
+def disable_fnapi_timed_flush() -> None:
+    """Switches off the FnApiRunner's time-based flush of its data plane, for this process.
+
+    Beam's FnApiRunner (2.77) flushes every output stream of its gRPC data plane from a
+    timer thread once a second (``worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 1000``: the
+    SDK workers of ``multi_threading`` mode, and the runner's own streams to its workers in
+    ``multi_threading`` and ``multi_processing`` modes), and that flush is not synchronised
+    with the thread writing elements (``data_plane.TimeBasedBufferingClosableOutputStream``:
+    the writer takes no lock; the flush takes the buffer, sends it, then clears it).  When
+    the threads interleave, elements written between the take and the clear are dropped
+    without a trace, and a flush in the middle of an element splits it across two messages
+    that the runner decodes separately (e.g. as ``None`` values, garbage keys, or a coder
+    error).  It needs a bundle longer than the interval and a busy interpreter: a loaded
+    machine.  tests/test_fnapi_data_plane.py reproduces it (lost and ``None`` elements
+    after a GroupByKey) and proves this switch removes it.  Bounded jobs lose nothing by
+    it: streams still flush when their buffer is full and when the bundle ends, both from
+    the writing thread, between elements.  (Prism's and the subprocess workers'
+    ``sdk_worker_main`` already default to no timed flush.)"""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    if not hasattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS"):
+        raise RuntimeError("apache_beam's FnApiRunner no longer has DATA_BUFFER_TIME_LIMIT_MS: "
+                           "check pipelines.runner_setup.disable_fnapi_timed_flush against "
+                           "this Beam version")
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 
 
 def tune_gc_for_streaming(gen0_threshold: int = 50_000) -> None:
@@ -110,4 +140,4 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 __all__ = ["UsageError", "ConfigError", "prepare_runner", "prism_location", "fail",
-           "configure_logging", "tune_gc_for_streaming"]
+           "configure_logging", "tune_gc_for_streaming", "disable_fnapi_timed_flush"]

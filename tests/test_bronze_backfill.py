@@ -102,6 +102,23 @@ def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
     assert all(got[rel].equals(t) for rel, t in want.items())
 
 
+def test_the_default_runner_with_many_small_blocks_gives_the_per_message_files(session,
+                                                                             tmp_path):
+    """The backfill's own runner (the FnApiRunner, one worker thread per core: the set-up
+    whose data plane once handed a ``None`` piece reference to a writer, see
+    tests/test_fnapi_data_plane.py) with ~100 blocks: every piece reaches its key, the
+    files are exactly the per-message path's, and a re-run adds none."""
+    files, _, want = session
+    root = str(tmp_path / "lake")
+    log = backfill(files, root, "--block_mb=0.01")
+    assert "INCOMPLETE" not in log and "MISSING" not in log
+    got = lake_files(root)
+    assert sorted(got) == sorted(want)
+    assert all(got[rel].equals(t) for rel, t in want.items())
+    again = backfill(files, root, "--block_mb=0.01")
+    assert " 0 files written" in again and sorted(lake_files(root)) == sorted(want)
+
+
 def test_dead_letters_name_the_rule_and_keep_the_payload(session):
     _, _, want = session
     dead = [t for rel, t in want.items() if rel.startswith("bronze/_dead_letter/")]

@@ -96,7 +96,7 @@ DEFAULT_RULES = BronzeRules({"futures/trades": 1.0e6, "futures/mbp10": 1.0e6,
 def _np(col) -> np.ndarray:
     """A column (Array or ChunkedArray, no nulls where it matters) as a numpy array."""
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()   # no copy
     return col.to_numpy(zero_copy_only=False)
 
 

@@ -11,7 +11,8 @@ path (columnar or per-message) produced the rows:
   order.
 - ``cut_bounds(n, max_rows)``: consecutive shards of ``max_rows`` rows (the last one
   shorter), the Bronze flush size, as the stream cuts them.
-- ``shard_digests(table, bounds)``: per shard, 16 hex characters of SHA-256 over a
+- ``shard_digests(table, bounds)`` (or ``ShardDigests(table).digest(start, length)``, one
+  shard at a time): per shard, 16 hex characters of SHA-256 over a
   canonical encoding of its rows (per column: the validity of each row when the column is
   nullable, then the values, nulls as zero; strings and binaries as lengths then bytes;
   lists as lengths then items).  It depends only on the rows' values: not on chunking,
@@ -101,18 +102,28 @@ class _Column:
         yield bytes(self.data[int(self.starts[a]):int(self.starts[b])])
 
 
-def shard_digests(table: pa.Table, bounds: list[tuple[int, int]]) -> list[str]:
-    """16 hex characters per shard ``(start, length)`` of ``table`` (see the module
-    docstring): equal rows in equal order give equal digests."""
-    head = repr([(f.name, str(f.type), f.nullable) for f in table.schema]).encode()
-    columns = [_Column(table.column(i), f) for i, f in enumerate(table.schema)]
-    out = []
-    for start, length in bounds:
-        h = hashlib.sha256(head)
+class ShardDigests:
+    """The digests of shards of one table (see the module docstring): the columns are
+    prepared once, then ``digest(start, length)`` hashes one shard.  Read-only after
+    construction, so several threads may hash shards of the same table at once (SHA-256
+    releases the GIL on large buffers)."""
+
+    def __init__(self, table: pa.Table):
+        self._head = repr([(f.name, str(f.type), f.nullable) for f in table.schema]).encode()
+        self._columns = [_Column(table.column(i), f) for i, f in enumerate(table.schema)]
+
+    def digest(self, start: int, length: int) -> str:
+        h = hashlib.sha256(self._head)
         h.update(length.to_bytes(8, "little"))
-        for col in columns:
+        for col in self._columns:
             for part in col.parts(start, start + length):
                 h.update(len(part).to_bytes(8, "little"))
                 h.update(part)
-        out.append(h.hexdigest()[:16])
-    return out
+        return h.hexdigest()[:16]
+
+
+def shard_digests(table: pa.Table, bounds: list[tuple[int, int]]) -> list[str]:
+    """16 hex characters per shard ``(start, length)`` of ``table`` (see the module
+    docstring): equal rows in equal order give equal digests."""
+    digests = ShardDigests(table)
+    return [digests.digest(start, length) for start, length in bounds]

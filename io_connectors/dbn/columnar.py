@@ -317,35 +317,41 @@ def _books(rec: np.ndarray, inst: _Instruments, spread: np.ndarray, source: str)
         if kind != "future":
             out.skip(_is_kind(inst, code, kind), f"book_of_{kind}")
     out.skip(~inst.symbol_ok[pair], "symbol_not_identifier")
-    lv = rec.view(_BOOK_LEVELS)["levels"]            # (n, 10) views into the records
-    bid_px, ask_px = lv["bid_px"], lv["ask_px"]
+    # Each level field read once from the records into a (10, n) array (level by row, the
+    # records' 368-byte stride walked once per field); everything below uses those.
+    lv = rec.view(_BOOK_LEVELS)["levels"]
+    bid_px, ask_px, bid_sz, ask_sz = (np.ascontiguousarray(lv[f].T)
+                                      for f in ("bid_px", "ask_px", "bid_sz", "ask_sz"))
     has_bid, has_ask = bid_px != UNDEF_PRICE, ask_px != UNDEF_PRICE
     # decode._book_event checks the levels up to the deepest defined one, in order, each
     # for a negative price first, then for a size beyond int32: the first failing level
     # names the reason.  (A level past the depth has no defined side, so cannot fail.)
     negative = (has_bid & (bid_px < 0)) | (has_ask & (ask_px < 0))
-    failing = negative | (has_bid & (lv["bid_sz"] > INT32_MAX)) | (
-        has_ask & (lv["ask_sz"] > INT32_MAX))
-    rows = np.arange(len(rec))
-    bad = failing.any(axis=1)
-    out.skip(bad & negative[rows, failing.argmax(axis=1)], "negative_book_price")
-    out.skip(bad, "bad_size")
+    failing = negative | (has_bid & (bid_sz > INT32_MAX)) | (has_ask & (ask_sz > INT32_MAX))
+    bad = failing.any(axis=0)
+    if bad.any():
+        out.skip(bad & negative[failing.argmax(axis=0), np.arange(len(rec))],
+                 "negative_book_price")
+        out.skip(bad, "bad_size")
     take = out.take(np.ones(len(rec), bool))
     parts = []
     if len(take):
-        sub, p = rec[take], pair[take]
-        lv = sub.view(_BOOK_LEVELS)["levels"]
-        has_bid, has_ask = has_bid[take], has_ask[take]
+        if len(take) == len(rec):              # the usual case: no copy of the records
+            sub, p = rec, pair
+        else:
+            sub, p = rec[take], pair[take]
+            bid_px, ask_px, bid_sz, ask_sz, has_bid, has_ask = (
+                a[:, take] for a in (bid_px, ask_px, bid_sz, ask_sz, has_bid, has_ask))
         # sides left undefined inside a book's depth (decode counts them as empty)
         defined = has_bid | has_ask
-        depth = np.where(defined.any(axis=1),
-                         MBP_LEVELS - defined[:, ::-1].argmax(axis=1), 0)
-        inside = np.arange(MBP_LEVELS)[None, :] < depth[:, None]
-        empty = (inside & ~has_bid).sum(axis=1) + (inside & ~has_ask).sum(axis=1)
+        depth = np.where(defined.any(axis=0),
+                         MBP_LEVELS - defined[::-1].argmax(axis=0), 0)
+        inside = np.arange(MBP_LEVELS)[:, None] < depth[None, :]
+        empty = (inside & ~has_bid).sum(axis=0) + (inside & ~has_ask).sum(axis=0)
         arrays = _head(sub, source) + [_strings(inst.symbol, p)]
-        for side, has in (("bid", has_bid), ("ask", has_ask)):
-            px = np.where(has, _prices(lv[f"{side}_px"]), 0.0).T.copy()    # (10, n)
-            sz = np.where(has, lv[f"{side}_sz"], 0).astype(np.int32).T.copy()
+        for has, raw_px, raw_sz in ((has_bid, bid_px, bid_sz), (has_ask, ask_px, ask_sz)):
+            px = np.where(has, _prices(raw_px), 0.0)                         # (10, n)
+            sz = np.where(has, raw_sz, 0).astype(np.int32)
             for i in range(MBP_LEVELS):       # schema order: px_1, sz_1, ..., px_10, sz_10
                 arrays += [pa.array(px[i]), pa.array(sz[i])]
         arrays.append(pa.array((sub["flags"] & dbn.F_SNAPSHOT) != 0))

@@ -10,7 +10,8 @@ folder, where ``digest`` hashes the shard's rows.  A name that already exists ho
 same rows, so it is left alone: re-running a job over the same input adds no file.
 
 The writes are the lake's atomic, never-overwriting ones (``LakeStorage.publish_if_absent``
-of ``parquet_bytes``, which fsyncs each file and its folder; dictionary encoding for the
+of ``parquet_bytes``: each file fsynced before its name appears, the key's folder fsynced
+once after its shards rather than after each; dictionary encoding for the
 string columns only: on 1000-row shards a dictionary of prices or sizes costs a quarter of
 the encoding time and makes the file larger after zstd), four at a time: encoding and
 fsync release the GIL, and one writer at a time spent most of its time waiting for the
@@ -38,7 +39,7 @@ from apache_beam.metrics import Metrics
 
 from io_connectors.lake.staging import Staging, batch_worker_gc
 from io_connectors.lake.storage import LakeStorage, parquet_bytes, shard_name
-from transforms.shard_cut import canonical_order, cut_bounds, shard_digests
+from transforms.shard_cut import ShardDigests, canonical_order, cut_bounds
 
 KEYS = "records/keys"            # one record per shard key written
 _SLICE_SHARDS = 64
@@ -70,12 +71,17 @@ class _WriteKey(beam.DoFn):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _write(self, folder: str, name: str, shard: pa.Table):
-        """Relative path written, or None when that content is already in the lake."""
+    def _write(self, folder: str, sort_col: str, part: pa.Table, digests: ShardDigests,
+               start: int, length: int):
+        """One shard (rows ``start:start+length`` of ``part``): named by its digest, encoded,
+        published.  Relative path written, or None when that content is already in the
+        lake."""
+        shard = part.slice(start, length)
+        name = shard_name(shard[sort_col][0].as_py(), digests.digest(start, length))
         data = parquet_bytes(shard, *self._compression, use_dictionary=[
             f.name for f in shard.schema if pa.types.is_string(f.type)])
-        try:
-            return self._storage.publish_if_absent(f"{folder}/{name}", data)
+        try:       # the folder's names are made durable once, after the slice (process)
+            return self._storage.publish_if_absent(f"{folder}/{name}", data, sync_folder=False)
         except FileExistsError:
             return None
 
@@ -97,14 +103,13 @@ class _WriteKey(beam.DoFn):
         for first in range(0, table.num_rows, step):
             part = (table.slice(first, step) if in_order
                     else table.take(order.slice(first, step)))
-            bounds = cut_bounds(part.num_rows, self._max_rows)
-            jobs = []
-            for (start, length), digest in zip(bounds, shard_digests(part, bounds)):
-                shard = part.slice(start, length)
-                name = shard_name(shard[sort_col][0].as_py(), digest)
-                jobs.append((self._pool.submit(self._write, folder, name, shard), length))
-            for job, length in jobs:
-                rel = job.result()
+            digests = ShardDigests(part)
+            jobs = [(self._pool.submit(self._write, folder, sort_col, part, digests, start,
+                                       length), length)
+                    for start, length in cut_bounds(part.num_rows, self._max_rows)]
+            done = [(job.result(), length) for job, length in jobs]
+            self._storage.sync_folder(folder)
+            for rel, length in done:
                 if rel is None:
                     present += 1
                     continue

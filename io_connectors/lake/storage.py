@@ -98,11 +98,19 @@ class LakeStorage:
         self.backend.publish(self.path(relative), data)
         return relative
 
-    def publish_if_absent(self, relative: str, data) -> str:
+    def publish_if_absent(self, relative: str, data, sync_folder: bool = True) -> str:
         """Like ``publish`` but never overwrites: FileExistsError if ``relative`` exists
-        (also when another writer wins a race for it); returns ``relative``."""
-        self.backend.publish_if_absent(self.path(relative), data)
+        (also when another writer wins a race for it); returns ``relative``.
+        ``sync_folder=False``: the name is made durable by a later ``sync_folder`` of its
+        folder (many files, one folder sync); the content is durable before the name
+        appears either way, so a crash never shows a partial file."""
+        self.backend.publish_if_absent(self.path(relative), data, sync_folder)
         return relative
+
+    def sync_folder(self, relative_dir: str) -> None:
+        """Makes the names published in ``relative_dir`` durable (see
+        ``publish_if_absent``)."""
+        self.backend.sync_folder(self.path(relative_dir))
 
     def exchange(self, staged: str, relative: str) -> str:
         """Puts the staged file ``staged`` (e.g. written with ``publish`` under a hidden

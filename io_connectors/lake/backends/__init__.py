@@ -6,8 +6,12 @@ turns root-relative paths into those):
 
 - ``publish(path, data)``: ``path`` holds exactly ``data`` afterwards, replacing any
   previous content; a reader sees the old bytes or the new ones, never a part;
-- ``publish_if_absent(path, data)``: the same, but raises ``FileExistsError`` (and changes
-  nothing) when ``path`` exists; two writers racing for one path: exactly one wins;
+- ``publish_if_absent(path, data, sync_folder=True)``: the same, but raises
+  ``FileExistsError`` (and changes nothing) when ``path`` exists; two writers racing for
+  one path: exactly one wins.  ``sync_folder=False`` leaves making the new *name* durable
+  to a later ``sync_folder`` of its folder (one for many files; the content is durable
+  before the name appears either way);
+- ``sync_folder(folder)``: the names published in ``folder`` survive a power cut;
 - ``exchange(staged, path)``: puts the staged file (written with ``publish``) in place of
   ``path`` in one step for readers; ``staged`` is gone afterwards;
 - ``lock(path, timeout_s)``: a context manager holding an exclusive lock named ``path``

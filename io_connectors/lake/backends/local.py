@@ -5,7 +5,8 @@ which is fsynced, then put in place in one system call, then the folder is fsync
 
 - ``publish``: ``rename`` over the target (atomic replace);
 - ``publish_if_absent``: ``link`` to the target (atomic, and fails with EEXIST rather than
-  overwrite), then the temporary name is removed;
+  overwrite), then the temporary name is removed (the folder's fsync can be left to one
+  ``sync_folder`` after many files: a name that appears always holds fsynced content);
 - ``exchange``: ``rename`` of the staged file over the target;
 - ``lock``: ``flock`` on a lock file (released when the holder exits, even by a crash).
 
@@ -76,13 +77,17 @@ class LocalBackend:
             raise
         fsync_dir(os.path.dirname(path))
 
-    def publish_if_absent(self, path: str, data) -> None:
-        tmp = self._write_temp(path, data)
+    def publish_if_absent(self, path: str, data, sync_folder: bool = True) -> None:
+        tmp = self._write_temp(path, data)          # content fsynced before the name exists
         try:
             os.link(tmp, path)            # atomic, and fails if path exists
         finally:
             _unlink_quietly(tmp)
-        fsync_dir(os.path.dirname(path))
+        if sync_folder:
+            fsync_dir(os.path.dirname(path))
+
+    def sync_folder(self, folder: str) -> None:
+        fsync_dir(folder)
 
     def exchange(self, staged: str, path: str) -> None:
         if os.path.isdir(staged):

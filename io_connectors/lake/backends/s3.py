@@ -122,7 +122,7 @@ class S3Backend:
     def publish(self, path: str, data) -> None:
         self._call("PutObject", path, Body=bytes(data))
 
-    def publish_if_absent(self, path: str, data) -> None:
+    def publish_if_absent(self, path: str, data, sync_folder: bool = True) -> None:
         try:
             self._call("PutObject", path, Body=bytes(data), IfNoneMatch="*")
         except S3RequestError as exc:
@@ -130,6 +130,9 @@ class S3Backend:
                                                  "ConditionalRequestConflict"):
                 raise FileExistsError(path) from exc
             raise
+
+    def sync_folder(self, folder: str) -> None:
+        """Nothing to do: an object is durable once its PUT has returned."""
 
     def exchange(self, staged: str, path: str) -> None:
         bucket, key = self._split(staged)
