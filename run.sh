@@ -29,7 +29,7 @@ setup_python() {
     "$PY" -m pip install -q --no-deps -e .
     echo "$want" > "$stamp"
   fi
-  local got; got="$("$PY" -c 'import apache_beam; print(apache_beam.__version__)')"
+  local got; got="$("$PY" -c 'import logging; logging.disable(logging.WARNING); import apache_beam; print(apache_beam.__version__)')"
   if [ "$got" != "$BEAM_VERSION" ]; then
     log "apache-beam $got installed but run.sh pins $BEAM_VERSION"; exit 1
   fi

@@ -20,6 +20,7 @@ from io_connectors.config import ConfigError, load_config
 from io_connectors.dbn.source import ReadDbnMessages
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.parquet_shards import WriteParquetShards
+from pipelines.cli import add_log_level, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags)
 from pipelines.streaming_launcher import summarize
@@ -31,16 +32,19 @@ _LOG = logging.getLogger("bronze_backfill")
 
 
 class BackfillOptions(PipelineOptions):
+    """The backfill's flags (Beam's own options pass through)."""
+
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--files", nargs="+", default=None,
+        parser.add_argument("--files", nargs="+", default=None, metavar="FILE",
                             help="DBN files (.dbn or .dbn.zst), definitions included")
         parser.add_argument("--data_root", default=None,
                             help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
-        parser.add_argument("--include_spreads", action="store_true")
+        parser.add_argument("--include_spreads", action="store_true",
+                            help="keep calendar-spread instruments (default: skipped, counted)")
         parser.add_argument("--shard_max_events", type=int, default=None,
                             help="rows per shard (default: the Bronze flush size)")
-        parser.add_argument("--log_level", default="INFO")
+        add_log_level(parser)
 
 
 def build(p: beam.Pipeline, files: list[str], storage: LakeStorage, max_events: int,
@@ -55,7 +59,8 @@ def build(p: beam.Pipeline, files: list[str], storage: LakeStorage, max_events: 
 
 
 def main(argv=None) -> int:
-    args = list(argv) if argv is not None else sys.argv[1:]
+    args = parse_options_cli("pipelines.bronze_backfill", __doc__, BackfillOptions, argv,
+                             required=("--files",))
     options = BackfillOptions(args)
     o = options.view_as(BackfillOptions)
     configure_logging(o.log_level)

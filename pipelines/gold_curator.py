@@ -205,8 +205,8 @@ class GoldCurator:
         target = f"{TRAINING}/{dataset_name}.parquet"
         exists = self.storage.exists(target)
         if exists and not force:
-            raise PromotionError(f"Gold dataset {dataset_name!r} exists; pass force=True to "
-                                 "replace it")
+            raise PromotionError(f"Gold dataset {dataset_name!r} exists; replace it with "
+                                 "force (--force on the command line)")
         staged = f"{TRAINING}/.staging-{dataset_name}-{uuid.uuid4().hex[:12]}.parquet"
         try:
             self._run_pipeline(silver_version, wanted, staged)

@@ -15,7 +15,6 @@ log to ``<log_dir>/<name>.log``.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -29,6 +28,7 @@ from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from pipelines.bronze_writer import BronzeWriter
 from pipelines.gold_writer import GoldWriter
+from pipelines import cli
 from pipelines.runner_setup import configure_logging, fail
 
 _LOG = logging.getLogger("io_service")
@@ -116,17 +116,22 @@ async def serve(service: IOService) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.io_service",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nats_url", default=None)
-    ap.add_argument("--data_root", default=None)
-    ap.add_argument("--runner", default="DirectRunner")
+    ap = cli.parser("pipelines.io_service", __doc__)
+    ap.add_argument("--nats_url", default=None,
+                    help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
+    ap.add_argument("--data_root", default=None,
+                    help="lake root, local path or s3:// (default: env DATA_ROOT, else "
+                         "configs/lake.yaml)")
+    ap.add_argument("--runner", default="DirectRunner",
+                    help="Beam runner of both pipelines (DirectRunner = Prism)")
     ap.add_argument("--log_dir", default=None, help="pipeline logs (default: discarded)")
-    ap.add_argument("--bronze_arg", action="append", default=[],
-                    help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2")
-    ap.add_argument("--gold_arg", action="append", default=[], help="extra gold_stream flag")
-    ap.add_argument("--log_level", default="INFO")
-    args = ap.parse_args(argv)
+    ap.add_argument("--bronze_arg", action="append", default=[], metavar="FLAG",
+                    help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2 "
+                         "(repeatable)")
+    ap.add_argument("--gold_arg", action="append", default=[], metavar="FLAG",
+                    help="extra gold_stream flag (repeatable)")
+    cli.add_log_level(ap)
+    args = cli.parse(ap, argv)
     configure_logging(args.log_level)
     try:
         service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,

@@ -11,7 +11,6 @@ to stderr; final statistics (events per type, event-time span, wall time, rate) 
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import datetime as dt
@@ -24,6 +23,7 @@ from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.wal.log import WALManager
 from io_connectors.wal.publisher import WalPublisher
+from pipelines import cli
 from transforms.pacing import paced
 
 
@@ -108,26 +108,34 @@ async def replay(events, settings: NatsSettings, speed: float, max_in_flight: in
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--source", choices=("dbn", "synthetic"), required=True)
-    ap.add_argument("--files", nargs="+", help="DBN files (with --source dbn)")
-    ap.add_argument("--date", help="session date YYYY-MM-DD (with --source synthetic)")
-    ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = max")
-    ap.add_argument("--include_spreads", action="store_true")
-    ap.add_argument("--max_in_flight", type=int, default=20000)
-    ap.add_argument("--nats_url", default=None)
+    ap = cli.parser("pipelines.replay", __doc__)
+    ap.add_argument("--source", choices=("dbn", "synthetic"), required=True,
+                    help="dbn: Databento DBN files; synthetic: a deterministic ES session")
+    ap.add_argument("--files", nargs="+", metavar="FILE",
+                    help="DBN files, .dbn or .dbn.zst (with --source dbn)")
+    ap.add_argument("--date", type=cli.iso_date, metavar="YYYY-MM-DD",
+                    help="session date (with --source synthetic)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="synthetic session size, 1.0 = about 600k trades")
+    ap.add_argument("--seed", type=int, default=0, help="synthetic session seed")
+    ap.add_argument("--speed", type=float, default=1.0,
+                    help="x real time (gaps capped at 5 s); 0 = as fast as possible")
+    ap.add_argument("--include_spreads", action="store_true",
+                    help="keep calendar-spread instruments (default: skipped, counted)")
+    ap.add_argument("--max_in_flight", type=int, default=20000,
+                    help="publishes awaiting their JetStream confirmation, at most")
+    ap.add_argument("--nats_url", default=None,
+                    help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
     ap.add_argument("--wal", metavar="DIR", default=None,
                     help="publish through a write-ahead log in DIR (store-and-forward: "
                          "re-sends what a crashed run left behind)")
-    ap.add_argument("--write-dbn", metavar="DIR", help="with --source synthetic: write the "
+    ap.add_argument("--write_dbn", metavar="DIR", help="with --source synthetic: write the "
                     "session as DBN files (trades, mbp-10, definition) to DIR, no publishing")
-    args = ap.parse_args(argv)
+    args = cli.parse(ap, argv)
     decode_stats = None
     try:
         if args.write_dbn is not None and args.source != "synthetic":
-            raise ConfigError("--write-dbn needs --source synthetic (DBN input is DBN already)")
+            raise ConfigError("--write_dbn needs --source synthetic (DBN input is DBN already)")
         settings = None if args.write_dbn is not None else NatsSettings.resolve(args.nats_url)
         if args.speed < 0:
             raise ConfigError("--speed must be >= 0")
@@ -140,7 +148,6 @@ def main(argv=None) -> int:
         else:
             if not args.date:
                 raise ConfigError("--source synthetic needs --date YYYY-MM-DD")
-            dt.date.fromisoformat(args.date)
             if args.scale <= 0:
                 raise ConfigError("--scale must be > 0")
             events = synthetic_events(args.date, args.scale, args.seed)

@@ -141,6 +141,8 @@ class SilverFeatureBuilder:
             "per_date": {r["date"]: {"status": r["status"], "signal_count": r["signal_count"],
                                      "seconds": r.get("seconds")} for r in results},
             "validation_success": None if validation is None else validation["success"],
+            "validated_dates": None if validation is None else len(
+                self.store.built_dates(m.version)),
         }
 
     def _check_version_manifest(self, m: FeatureManifest) -> None:

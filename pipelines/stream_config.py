@@ -23,6 +23,7 @@ from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, consumer_spec
+from pipelines.cli import add_log_level, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
@@ -38,21 +39,41 @@ class StreamOptions(PipelineOptions):
                             help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
         parser.add_argument("--data_root", default=None,
                             help="lake root, local path or s3:// (default: env DATA_ROOT, else configs/lake.yaml)")
-        parser.add_argument("--durable", default=None, help="durable consumer name override")
-        parser.add_argument("--ack_wait_s", type=float, default=None)
-        parser.add_argument("--max_ack_pending", type=int, default=None)
-        parser.add_argument("--flush_max_events", type=int, default=None)
-        parser.add_argument("--flush_max_seconds", type=float, default=None)
-        parser.add_argument("--num_readers", type=int, default=1)
+        parser.add_argument("--durable", default=None,
+                            help="durable consumer name (default: configs/streams.yaml consumers.<role>)")
+        parser.add_argument("--ack_wait_s", type=float, default=None,
+                            help="seconds JetStream waits for an ack before redelivering "
+                                 "(default: configs/streams.yaml)")
+        parser.add_argument("--max_ack_pending", type=int, default=None,
+                            help="messages delivered but not yet acked, at most "
+                                 "(default: configs/streams.yaml)")
+        parser.add_argument("--flush_max_events", type=int, default=None,
+                            help="a shard is written after this many events per partition "
+                                 "(default: configs/lake.yaml flush.<role>)")
+        parser.add_argument("--flush_max_seconds", type=float, default=None,
+                            help="... or this many seconds after its first event "
+                                 "(default: configs/lake.yaml flush.<role>)")
+        parser.add_argument("--num_readers", type=int, default=1,
+                            help="parallel readers in the consumer's queue group")
         parser.add_argument("--stop_at_end", action="store_true",
                             help="bounded: stop once the consumer has nothing pending")
         parser.add_argument("--max_messages", type=int, default=None,
                             help="bounded: stop after this many messages")
-        parser.add_argument("--run_id", default=None, help="names the drain control subject")
+        parser.add_argument("--run_id", default=None,
+                            help="names the drain control subject _lake.control.<run_id>.drain "
+                                 "(default: random)")
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
-        parser.add_argument("--log_level", default="INFO")
+        parser.add_argument("--metrics_port", type=int, default=None,
+                            help="serve Prometheus /metrics, /healthz and /readyz on this "
+                                 "port (0: a free port, logged; default: off)")
+        parser.add_argument("--metrics_host", default="127.0.0.1",
+                            help="address the metrics endpoint binds to")
+        parser.add_argument("--progress_s", type=float, default=10.0,
+                            help="log one progress line (rows/s, lag, dead letters) every N "
+                                 "seconds (0: never)")
+        add_log_level(parser)
 
 
 def _flush_rule(role: str, o: StreamOptions) -> tuple[int, float]:
@@ -123,12 +144,12 @@ Prepare = Callable[[StreamOptions, StreamConfig], Callable[[beam.Pipeline], obje
 
 def run_stream(name: str, role: str, prepare: Prepare,
                options_cls: type = StreamOptions, argv: Optional[Sequence[str]] = None,
-               flush_unit: str = "events") -> int:
+               flush_unit: str = "events", doc: Optional[str] = None) -> int:
     """Main of a streaming pipeline: flags -> config -> supervised run; returns the exit
     code (0: ended or drained; 1: failed or drain timed out).  Exits 2 on a bad flag or
     config value, before anything starts."""
     log = logging.getLogger(name)
-    args = list(argv) if argv is not None else sys.argv[1:]
+    args = parse_options_cli(f"pipelines.{name}", doc, options_cls, argv)
     options = options_cls(args)
     o = options.view_as(options_cls)
     configure_logging(o.log_level)
