@@ -35,16 +35,56 @@ setup_python() {
   fi
 }
 
+# Prism's job service (which also serves the SDK workers' endpoints) listens on every
+# interface in Beam's source (net.Listen(":port")).  The build here adds one file and
+# changes that one line so it listens on PRISM_LISTEN_HOST, default 127.0.0.1; the
+# build fails loudly if the line is not found (a new Beam release must be re-checked).
+PRISM_BUILD="$BEAM_VERSION+listen-host.1"
+PRISM_LISTEN_GO='package jobservices
+
+import (
+	"net"
+	"os"
+	"strconv"
+)
+
+// listenAddress is where the job service listens: PRISM_LISTEN_HOST, default the
+// loopback interface (marketlake build of Prism, see run.sh).
+func listenAddress(port int) string {
+	host := os.Getenv("PRISM_LISTEN_HOST")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+'
+
 setup_prism() {
   local stamp="$TOOLS/prism.version"
-  if [ -x "$PRISM" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$BEAM_VERSION" ]; then return; fi
+  if [ -x "$PRISM" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$PRISM_BUILD" ]; then return; fi
   if ! command -v go >/dev/null 2>&1; then
     log "Go is required to build Beam's Prism runner (no binary can be downloaded here)"; exit 1
   fi
-  log "building Prism v$BEAM_VERSION with go install (about a minute)"
+  log "building Prism v$BEAM_VERSION with Go, listening on 127.0.0.1 (a few minutes)"
   mkdir -p "$TOOLS/bin"
-  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$BEAM_VERSION"
-  echo "$BEAM_VERSION" > "$stamp"
+  local mod="github.com/apache/beam/sdks/v2@v$BEAM_VERSION"
+  local src; src="$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "$mod" \
+    | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  local build="$TOOLS/prism-src"
+  rm -rf "$build"; mkdir -p "$build"
+  cp -r "$src/go.mod" "$src/go.sum" "$src/LICENSE" "$src/go" "$build/"
+  chmod -R u+w "$build"
+  local js="$build/go/pkg/beam/runners/prism/internal/jobservices"
+  local line='net.Listen("tcp", fmt.Sprintf(":%d", port))'
+  if ! grep -qF "$line" "$js/server.go"; then
+    log "Prism $BEAM_VERSION: the job service's listen call changed; update run.sh"; exit 1
+  fi
+  sed -i 's/net.Listen("tcp", fmt.Sprintf(":%d", port))/net.Listen("tcp", listenAddress(port))/' \
+    "$js/server.go"
+  printf '%s' "$PRISM_LISTEN_GO" > "$js/listen_address.go"
+  (cd "$build" && GOFLAGS=-mod=mod go build -o "$PRISM" ./go/cmd/prism)
+  rm -rf "$build"
+  echo "$PRISM_BUILD" > "$stamp"
 }
 
 setup() {

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from io_connectors.nats import async_runtime
 from io_connectors.nats import source as nats_source
 from io_connectors.nats.settings import NatsSettings
-from pipelines.prism_service import prism_job_endpoint
+from pipelines.prism_service import local_runner
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
         if len(signals) == 1:
             _LOG.info("signal %d: draining (stop consuming, flush, ack)", signum)
 
-    # Prism is started here (prism_job_endpoint: without gRPC's reconnect back-off at
+    # Prism is started here (local_runner: without gRPC's reconnect back-off at
     # start-up) or by pipeline.run(), as a child in our process group.  With SIGINT
     # ignored while it starts, it inherits SIG_IGN (Go keeps an ignored SIGINT ignored),
     # so a terminal's Ctrl-C, which goes to the whole group, reaches only this launcher.
@@ -81,7 +81,7 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
     prism = contextlib.ExitStack()
     result = None
     try:
-        prism.enter_context(prism_job_endpoint(pipeline.options))
+        prism.enter_context(local_runner(pipeline.options))
         result = pipeline.run()
         signal.signal(signal.SIGINT, on_signal)
         done = threading.Event()
