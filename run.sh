@@ -35,29 +35,63 @@ setup_python() {
   fi
 }
 
-# Prism's job service (which also serves the SDK workers' endpoints) listens on every
-# interface in Beam's source (net.Listen(":port")).  The build here adds one file and
-# changes that one line so it listens on PRISM_LISTEN_HOST, default 127.0.0.1; the
-# build fails loudly if the line is not found (a new Beam release must be re-checked).
-PRISM_BUILD="$BEAM_VERSION+listen-host.1"
-PRISM_LISTEN_GO='package jobservices
+# Prism is built from Beam's Go module with two small fixes, applied to a copy of the
+# module's go/ tree by text replacements that fail loudly if the code
+# they replace has moved (a new Beam release must be re-checked):
+# 1. its job service (which also serves the SDK workers' endpoints) listens on every
+#    interface (net.Listen(":port")); here on PRISM_LISTEN_HOST, default 127.0.0.1;
+# 2. metrics: a bundle's counters whose short ids the runner has not resolved yet are
+#    parked in a map keyed by short id, so two bundles finishing at the same time with
+#    the same new counter lose one bundle's values (seen as missing acks on /metrics);
+#    here the contribution and the id resolution run under one lock.
+PRISM_BUILD="$BEAM_VERSION+marketlake.2"
+
+patch_prism_source() {   # $1: the go/ tree's parent (a writable copy of the module)
+  "$PY" - "$1" <<'PATCH'
+import pathlib, sys
+root = pathlib.Path(sys.argv[1]) / "go/pkg/beam/runners/prism/internal"
+def replace(rel, old, new):
+    path = root / rel
+    text = path.read_text()
+    if text.count(old) != 1:
+        sys.exit(f"run.sh: Prism source changed, cannot patch {rel}: {old.splitlines()[0]!r}")
+    path.write_text(text.replace(old, new))
+replace("jobservices/server.go", 'net.Listen("tcp", fmt.Sprintf(":%d", port))',
+        'net.Listen("tcp", listenAddress(port))')
+(root / "jobservices/listen_address.go").write_text("""package jobservices
 
 import (
-	"net"
-	"os"
-	"strconv"
+\t"net"
+\t"os"
+\t"strconv"
 )
 
-// listenAddress is where the job service listens: PRISM_LISTEN_HOST, default the
-// loopback interface (marketlake build of Prism, see run.sh).
+// listenAddress: PRISM_LISTEN_HOST, default the loopback interface (marketlake, run.sh).
 func listenAddress(port int) string {
-	host := os.Getenv("PRISM_LISTEN_HOST")
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
+\thost := os.Getenv("PRISM_LISTEN_HOST")
+\tif host == "" {
+\t\thost = "127.0.0.1"
+\t}
+\treturn net.JoinHostPort(host, strconv.Itoa(port))
 }
-'
+""")
+(root / "metric_ids_lock.go").write_text("""package internal
+
+import "sync"
+
+// metricShortIDsMu: contributing a bundle's metrics and resolving unknown short ids happen
+// together, so concurrent bundles cannot overwrite each other's parked values (marketlake).
+var metricShortIDsMu sync.Mutex
+""")
+for indent, call in (("\t\t\t", "index, unknownIDs := j.ContributeTentativeMetrics(resp)"),
+                     ("\t", "unknownIDs := j.ContributeFinalMetrics(resp)")):
+    block = (f"{indent}{call}\n{indent}if len(unknownIDs) > 0 {{\n"
+             f"{indent}\tmd := wk.MonitoringMetadata(ctx, unknownIDs)\n"
+             f"{indent}\tj.AddMetricShortIDs(md)\n{indent}}}\n")
+    replace("stage.go", block, f"{indent}metricShortIDsMu.Lock()\n{block}"
+                               f"{indent}metricShortIDsMu.Unlock()\n")
+PATCH
+}
 
 setup_prism() {
   local stamp="$TOOLS/prism.version"
@@ -65,7 +99,7 @@ setup_prism() {
   if ! command -v go >/dev/null 2>&1; then
     log "Go is required to build Beam's Prism runner (no binary can be downloaded here)"; exit 1
   fi
-  log "building Prism v$BEAM_VERSION with Go, listening on 127.0.0.1 (a few minutes)"
+  log "building Prism v$BEAM_VERSION with Go (a few minutes)"
   mkdir -p "$TOOLS/bin"
   local mod="github.com/apache/beam/sdks/v2@v$BEAM_VERSION"
   local src; src="$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "$mod" \
@@ -74,14 +108,7 @@ setup_prism() {
   rm -rf "$build"; mkdir -p "$build"
   cp -r "$src/go.mod" "$src/go.sum" "$src/LICENSE" "$src/go" "$build/"
   chmod -R u+w "$build"
-  local js="$build/go/pkg/beam/runners/prism/internal/jobservices"
-  local line='net.Listen("tcp", fmt.Sprintf(":%d", port))'
-  if ! grep -qF "$line" "$js/server.go"; then
-    log "Prism $BEAM_VERSION: the job service's listen call changed; update run.sh"; exit 1
-  fi
-  sed -i 's/net.Listen("tcp", fmt.Sprintf(":%d", port))/net.Listen("tcp", listenAddress(port))/' \
-    "$js/server.go"
-  printf '%s' "$PRISM_LISTEN_GO" > "$js/listen_address.go"
+  patch_prism_source "$build"
   (cd "$build" && GOFLAGS=-mod=mod go build -o "$PRISM" ./go/cmd/prism)
   rm -rf "$build"
   echo "$PRISM_BUILD" > "$stamp"

@@ -12,6 +12,11 @@ exits 0 if both drained cleanly.  A pipeline that exits on its own (it already r
 a crashed job itself, see ``--max_restarts``) makes the service drain the other one and
 exit 1, so a supervisor (systemd, Kubernetes) sees the failure.  Each pipeline writes its
 log to ``<log_dir>/<name>.log``.
+
+Observability: each pipeline serves its own metrics on a free loopback port; the service
+logs one progress line for both every ``--progress_s`` seconds and, with
+``--metrics_port``, serves ``/metrics`` (both pipelines' metrics, label ``pipeline``),
+``/healthz`` and ``/readyz`` (200 when both pipelines' checks pass).
 """
 from __future__ import annotations
 
@@ -20,10 +25,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Optional, Sequence, Union
 
 from io_connectors.config import ConfigError
+from io_connectors.embedded.nats_server import free_port
 from io_connectors.lake.storage import resolve_data_root
+from io_connectors.monitoring.exporter import MetricsServer
+from io_connectors.monitoring.federation import FederatedMetrics
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from pipelines.bronze_writer import BronzeWriter
@@ -51,13 +60,19 @@ class IOService:
         log = (lambda name: os.path.join(log_dir, f"{name}.log")) if log_dir else (lambda _: None)
         if log_dir:
             os.makedirs(log_dir, exist_ok=True)
+        ports = {"bronze": free_port(), "gold": free_port()}
+        own = lambda role: [f"--metrics_port={ports[role]}", "--metrics_host=127.0.0.1"]
         self.writers = {
             "bronze": BronzeWriter(bus=bus, data_root=self.data_root, runner=runner,
-                                   extra_args=bronze_args, log_path=log("bronze_stream")),
+                                   extra_args=[*own("bronze"), *bronze_args],
+                                   log_path=log("bronze_stream")),
             "gold": GoldWriter(bus=bus, data_root=self.data_root, runner=runner,
-                               extra_args=gold_args, log_path=log("gold_stream")),
+                               extra_args=[*own("gold"), *gold_args],
+                               log_path=log("gold_stream")),
         }
         self.settings = self.writers["bronze"].settings
+        self.metrics = FederatedMetrics({f"{r}_stream": f"http://127.0.0.1:{p}"
+                                         for r, p in ports.items()})
 
     async def start(self, timeout: float = 90.0) -> None:
         """Ensures the streams, launches both pipelines, returns once both consume."""
@@ -98,13 +113,49 @@ class IOService:
         return {n: (c if isinstance(c, int) else 1) for n, c in zip(names, codes)}
 
 
-async def serve(service: IOService) -> int:
+async def _log_progress(service: IOService, every_s: float) -> None:
+    """One line for both pipelines every ``every_s`` seconds (rows/s, lag, dead letters)."""
+    loop = asyncio.get_running_loop()
+    last, then = {}, time.monotonic()
+    while True:
+        await asyncio.sleep(every_s)
+        snap = await loop.run_in_executor(None, service.metrics.snapshot)
+        now = time.monotonic()
+        parts = []
+        for name, s in snap.items():
+            if not s:
+                parts.append(f"{name} not answering")
+                continue
+            rate = (s["rows"] - last.get(name, {}).get("rows", 0)) / (now - then)
+            parts.append(f"{name} {rate:,.0f} rows/s, {s['rows']:,} rows, lag "
+                         f"{s['pending']:,} + {s['ack_pending']:,} unacked, "
+                         f"{s['dead_letters']:,} dead letters, {s['restarts']} restarts")
+        last, then = snap, now
+        _LOG.info("io_service: %s", "; ".join(parts))
+
+
+def metrics_server(service: IOService, host: str, port: int) -> MetricsServer:
+    """The service's endpoint: both pipelines' metrics and checks (started)."""
+    server = MetricsServer([service.metrics], health=service.metrics.health,
+                           ready=service.metrics.ready, host=host, port=port,
+                           process_metrics=False).start()
+    _LOG.info("io_service: metrics at %s/metrics, health at /healthz and /readyz", server.url)
+    return server
+
+
+async def serve(service: IOService, progress_s: float = 10.0) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     await service.start()
-    failed = await service.wait(stop_requested)
+    progress = (asyncio.ensure_future(_log_progress(service, progress_s))
+                if progress_s > 0 else None)
+    try:
+        failed = await service.wait(stop_requested)
+    finally:
+        if progress is not None:
+            progress.cancel()
     if failed:
         _LOG.error("pipeline(s) exited on their own: %s; draining the rest", failed)
     else:
@@ -130,8 +181,19 @@ def main(argv=None) -> int:
                          "(repeatable)")
     ap.add_argument("--gold_arg", action="append", default=[], metavar="FLAG",
                     help="extra gold_stream flag (repeatable)")
+    ap.add_argument("--metrics_port", type=int, default=None,
+                    help="serve Prometheus /metrics (both pipelines), /healthz and /readyz "
+                         "on this port (0: a free port, logged; default: off)")
+    ap.add_argument("--metrics_host", default="127.0.0.1",
+                    help="address the metrics endpoint binds to")
+    ap.add_argument("--progress_s", type=float, default=10.0,
+                    help="log one progress line for both pipelines every N seconds (0: never)")
     cli.add_log_level(ap)
     args = cli.parse(ap, argv)
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        ap.error(f"argument --metrics_port: {args.metrics_port} is not a port number")
+    if args.progress_s < 0:
+        ap.error("argument --progress_s: must be >= 0")
     configure_logging(args.log_level)
     try:
         service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,
@@ -139,11 +201,21 @@ def main(argv=None) -> int:
                             bronze_args=args.bronze_arg, gold_args=args.gold_arg)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    server = None
+    if args.metrics_port is not None:
+        try:
+            server = metrics_server(service, args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            fail(f"--metrics_host/--metrics_port {args.metrics_host}:{args.metrics_port}: "
+                 f"{exc.strerror or exc}")
     try:
-        return asyncio.run(serve(service))
+        return asyncio.run(serve(service, args.progress_s))
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ crash) until it ends; it returns the exit code.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import sys
 import uuid
 from typing import Callable, Optional, Sequence
 
@@ -27,7 +27,9 @@ from pipelines.cli import add_log_level, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
-from pipelines.streaming_launcher import run_supervised, summarize
+from io_connectors.monitoring.exporter import MetricsServer
+from io_connectors.monitoring.stream_monitor import StreamMonitor, summary
+from pipelines.streaming_launcher import run_supervised
 
 
 class StreamOptions(PipelineOptions):
@@ -156,6 +158,7 @@ def run_stream(name: str, role: str, prepare: Prepare,
     try:
         reject_unknown_flags(args)
         cfg = StreamConfig.from_options(o, role)
+        _check_monitoring_flags(o)
         build = prepare(o, cfg)
         prepare_runner(options, streaming=True)
     except (UsageError, ConfigError) as exc:
@@ -169,8 +172,44 @@ def run_stream(name: str, role: str, prepare: Prepare,
     log.info("%s: %s -> %s (consumer %s, flush %d %s / %.1fs, drain subject %s)", name,
              cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
              flush_unit, cfg.max_seconds, cfg.control_subject)
-    tune_gc_for_streaming()
-    code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
-                                  cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts)
-    log.info("%s finished (exit %d): %s", name, code, summarize(result))
+    with observed(name, cfg, o, log) as monitor:
+        tune_gc_for_streaming()
+        code, _ = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
+                                 cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
+                                 monitor=monitor)
+        log.info("%s finished (exit %d): %s; %d restarts", name, code,
+                 summary(monitor.totals()), monitor.restarts)
     return code
+
+
+def _check_monitoring_flags(o: StreamOptions) -> None:
+    if o.metrics_port is not None and not 0 <= o.metrics_port <= 65535:
+        raise UsageError(f"--metrics_port must be a port number 0..65535, got {o.metrics_port}")
+    if o.progress_s < 0:
+        raise UsageError(f"--progress_s must be >= 0, got {o.progress_s}")
+
+
+@contextlib.contextmanager
+def observed(name: str, cfg: StreamConfig, o: StreamOptions, log: logging.Logger):
+    """A ``StreamMonitor`` of the run (progress every ``--progress_s``), and with
+    ``--metrics_port`` its Prometheus endpoint, for the duration of the block."""
+    monitor = StreamMonitor(name, cfg.nats, cfg.consumer, progress_s=o.progress_s,
+                            poll_s=min(2.0, o.progress_s) if o.progress_s > 0 else 2.0,
+                            log=log)
+    server = None
+    if o.metrics_port is not None:
+        try:
+            server = MetricsServer([monitor], health=monitor.health, ready=monitor.ready,
+                                   host=o.metrics_host, port=o.metrics_port).start()
+        except OSError as exc:
+            fail(f"--metrics_host/--metrics_port {o.metrics_host}:{o.metrics_port}: "
+                 f"{exc.strerror or exc}")
+        log.info("%s: metrics at %s/metrics, health at /healthz and /readyz", name,
+                 server.url)
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        if server is not None:
+            server.close()
+        monitor.close()

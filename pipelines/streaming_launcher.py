@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from io_connectors.monitoring.job_metrics import lake_counters
 from io_connectors.nats import async_runtime
 from io_connectors.nats import source as nats_source
 from io_connectors.nats.settings import NatsSettings
@@ -37,15 +38,8 @@ def _publish_drain(settings: NatsSettings, subject: str) -> None:
 
 
 def summarize(result) -> dict:
-    """Counters of the lake namespace (rows_written, files_written) from the job's metrics."""
-    out = {}
-    try:
-        for c in result.metrics().query()["counters"]:
-            if c.key.metric.namespace == "lake":
-                out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
-    except Exception:  # pylint: disable=broad-except
-        pass
-    return out
+    """Counters of the lake namespace (``transforms.lake_metrics``) of a finished job."""
+    return lake_counters(result, live=False) or {}
 
 
 def _fetch_metrics(result) -> None:
@@ -57,10 +51,12 @@ def _fetch_metrics(result) -> None:
 
 
 def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
-                      shutdown_timeout_s: float, status: Optional[dict] = None
-                      ) -> tuple[int, object]:
+                      shutdown_timeout_s: float, status: Optional[dict] = None,
+                      monitor=None) -> tuple[int, object]:
     """Runs ``pipeline``; returns (exit code, result).  ``status`` (if given) receives
-    ``signalled`` (a drain was requested) and ``failed`` (the job failed on its own)."""
+    ``signalled`` (a drain was requested) and ``failed`` (the job failed on its own).
+    ``monitor`` (a ``StreamMonitor``, optional) is told when the job starts, drains and
+    ends (its final counters are read before the job service stops)."""
     status = {} if status is None else status
     status.update(signalled=False, failed=False)
     nats_source.reset_drain()
@@ -83,6 +79,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
     try:
         prism.enter_context(local_runner(pipeline.options))
         result = pipeline.run()
+        if monitor is not None:
+            monitor.job_started(result)
         signal.signal(signal.SIGINT, on_signal)
         done = threading.Event()
         outcome: dict = {}
@@ -100,6 +98,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
         while not done.wait(0.2):
             if signals and drain_started is None:
                 drain_started = time.monotonic()
+                if monitor is not None:
+                    monitor.set_phase("draining")
                 nats_source.request_drain()
                 threading.Thread(target=_publish_drain, args=(settings, control_subject),
                                  daemon=True).start()
@@ -120,6 +120,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
     finally:
         if result is not None:
             _fetch_metrics(result)       # the job service goes with Prism
+            if monitor is not None:
+                monitor.job_ended(result)
         prism.close()
         for s, h in old.items():
             signal.signal(s, h)
@@ -127,8 +129,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
 
 def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
                    control_subject: str, shutdown_timeout_s: float, max_restarts: int = 5,
-                   restart_window_s: float = 600.0, backoff_s: float = 1.0
-                   ) -> tuple[int, object]:
+                   restart_window_s: float = 600.0, backoff_s: float = 1.0,
+                   monitor=None) -> tuple[int, object]:
     """``run_until_drained`` that restarts a job which FAILED ON ITS OWN (e.g. the runner
     crashed), at most ``max_restarts`` times within ``restart_window_s``.  A drain
     (signal) or a normal end is never restarted.  Safe because nothing is acked before it
@@ -139,8 +141,10 @@ def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
     while True:
         status: dict = {}
         code, result = run_until_drained(make_pipeline(), settings, control_subject,
-                                         shutdown_timeout_s, status)
+                                         shutdown_timeout_s, status, monitor)
         if code == 0 or status.get("signalled") or not status.get("failed"):
+            if monitor is not None:
+                monitor.set_phase("stopped" if code == 0 else "failed")
             return code, result
         now = time.monotonic()
         while recent and now - recent[0] > restart_window_s:
@@ -148,8 +152,12 @@ def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
         if len(recent) >= max_restarts:
             _LOG.error("pipeline failed %d times within %.0fs; giving up", len(recent) + 1,
                        restart_window_s)
+            if monitor is not None:
+                monitor.set_phase("failed")
             return code, result
         recent.append(now)
+        if monitor is not None:
+            monitor.restarted()
         _LOG.warning("pipeline failed on its own; restarting (%d/%d within %.0fs); messages "
                      "it had not acked are redelivered after ack_wait", len(recent),
                      max_restarts, restart_window_s)

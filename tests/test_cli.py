@@ -4,7 +4,6 @@ summaries that never call a failure a success."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 

@@ -30,8 +30,13 @@ from apache_beam.metrics import Metrics
 from io_connectors.nats import ack as nats_ack
 from io_connectors.lake.storage import LakeStorage, shard_name
 from io_connectors.nats.settings import NatsSettings
+from transforms import lake_metrics as lm
 from transforms.arrow_rows import rows_to_table
 from transforms.columnar_trades import ColumnarShard, table_rows
+from transforms.partitioning import shard_dataset
+from transforms.schemas import DEAD_LETTER, DEAD_LETTER_PATH
+
+_REASON = DEAD_LETTER.get_field_index("reason")
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,10 +64,14 @@ class _WriteShardDoFn(beam.DoFn):
         self._compression = compression
         self._retries = retries
         self._retry_wait_s = retry_wait_s
-        self._rows = Metrics.counter("lake", "rows_written")
-        self._files = Metrics.counter("lake", "files_written")
-        self._present = Metrics.counter("lake", "files_already_present")
-        self._without_rows = Metrics.counter("lake", "messages_without_rows")
+        self._counters: dict = {}
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Beam counter ``lake/<name>`` (see ``transforms.lake_metrics``), per shard."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter(lm.NAMESPACE, name)
+        counter.inc(n)
 
     def process(self, keyed):
         key, values = keyed
@@ -70,7 +79,7 @@ class _WriteShardDoFn(beam.DoFn):
             tokens, table = values
             if not table.num_rows:
                 if tokens:
-                    self._without_rows.inc(len(tokens))
+                    self._count(lm.MESSAGES_WITHOUT_ROWS, len(tokens))
                     self._ack(tokens, "a shard without rows")
                 return
             folder, schema, sort_col = self._layout(key)
@@ -83,29 +92,46 @@ class _WriteShardDoFn(beam.DoFn):
             tokens, rows = split_shard(values)
             if not rows:
                 if tokens:                       # nothing to write: ack them now
-                    self._without_rows.inc(len(tokens))
+                    self._count(lm.MESSAGES_WITHOUT_ROWS, len(tokens))
                     self._ack(tokens, "a shard without rows")
                 return
             folder, schema, sort_col = self._layout(key)
             table = rows_to_table(rows, schema, sort_by=sort_col)
         digest = (hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
                   if self._content_addressed else None)
+        started = time.perf_counter()
         rel = self._write_with_retry(folder, table, table[sort_col][0].as_py(), digest)
+        seconds = time.perf_counter() - started
         if rel is None:                      # the same content is already in the lake
-            self._present.inc()
+            self._count(lm.FILES_ALREADY_PRESENT)
             return
-        self._rows.inc(table.num_rows)
-        self._files.inc()
+        self._count_written(key, table.num_rows, rows, seconds)
         self._ack(tokens, rel)
         yield rel, table.num_rows
+
+    def _count_written(self, key, num_rows, rows, seconds) -> None:
+        dataset = shard_dataset(key)
+        self._count(lm.labelled(lm.ROWS_WRITTEN, dataset), num_rows)
+        self._count(lm.labelled(lm.FILES_WRITTEN, dataset))
+        self._count(lm.labelled(lm.SHARD_WRITE_SECONDS, lm.write_bucket(seconds)))
+        self._count(lm.labelled(lm.SHARD_WRITE_SECONDS, lm.SUM_US), int(seconds * 1e6))
+        if dataset == DEAD_LETTER_PATH and rows:
+            classes: dict = {}
+            for row in rows:
+                name = lm.reason_class(row[_REASON])
+                classes[name] = classes.get(name, 0) + 1
+            for name, n in classes.items():
+                self._count(lm.labelled(lm.DEAD_LETTERS, name), n)
 
     def _ack(self, tokens, what):
         if self._ack_settings is None:
             return
         try:
             nats_ack.ack(self._ack_settings, tokens)
+            self._count(lm.MESSAGES_ACKED, len(tokens))
         except Exception:  # pylint: disable=broad-except
             # Not acked: JetStream redelivers; readers drop the duplicate of a written row.
+            self._count(lm.ACK_FAILURES, len(tokens))
             _LOG.warning("could not ack %d messages of %s", len(tokens), what, exc_info=True)
 
     def _write_with_retry(self, folder, table, first_ts_ns, digest):
