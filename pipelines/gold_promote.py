@@ -1,12 +1,16 @@
 """Gold training datasets from the command line.
 
     python -m pipelines.gold_promote --silver_version v3.1.0 --dataset signals_production \\
-        [--notes TEXT] [--force] [--dates D1,D2] [--require_all_gates] [--data_root D]
+        [--notes TEXT] [--force] [--dates D1,D2] [--require_all_gates]
+        [--allow_failed_validation] [--data_root D]
     python -m pipelines.gold_promote --validate signals_production [--data_root D]
     python -m pipelines.gold_promote --list [--data_root D]
 
 Promotion prints each gate with its outcome; exit status 0 on success, 1 when a gate
 refused the promotion or validation failed, 2 for a bad flag, unknown version or dataset.
+A Silver version whose validation.json failed is refused (gate ``silver_validation``)
+unless ``--allow_failed_validation``, which the dataset's metadata records and
+``--validate`` reports (its exit status is then 1).
 """
 from __future__ import annotations
 
@@ -36,6 +40,9 @@ def main(argv=None) -> int:
                     help="dates rebuilt from Bronze for the causality spot check (0: skip)")
     ap.add_argument("--require_all_gates", action="store_true",
                     help="refuse when a gate could not be evaluated")
+    ap.add_argument("--allow_failed_validation", action="store_true",
+                    help="promote even though the Silver version's validation failed "
+                         "(recorded in the dataset's metadata)")
     ap.add_argument("--data_root", default=None,
                     help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
     cli.add_log_level(ap)
@@ -71,7 +78,8 @@ def main(argv=None) -> int:
             result = curator.promote_to_training(
                 args.silver_version, args.dataset, notes=args.notes, force=args.force,
                 dates=args.dates, causality_dates=args.causality_dates,
-                require_all_gates=args.require_all_gates)
+                require_all_gates=args.require_all_gates,
+                allow_failed_validation=args.allow_failed_validation)
         except PromotionError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 1
@@ -88,15 +96,19 @@ def promotion_lines(version: str, result: dict) -> list[str]:
     lines = []
     for name, gate in result["gates"].items():
         outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
-        lines.append(f"  gate {name:<13} {outcome}"
+        if name in result.get("overrides", {}):
+            outcome += " (overridden by --allow_failed_validation)"
+        lines.append(f"  gate {name:<17} {outcome}"
                      + (f"  ({gate['reason']})" if gate.get("reason") else ""))
     unchecked = [n for n, g in result["gates"].items() if g.get("success") is None]
+    overridden = [n for n in result.get("overrides", {})]
     lines.append(f"promoted {version} -> {result['path']} ({result['signal_count']} signals, "
                  f"{result['feature_count']} features, {result['date_range']['start']}.."
                  f"{result['date_range']['end']})"
                  + (" replacing the previous dataset" if result["replaced"] else "")
                  + (f"; NOT checked: {', '.join(unchecked)} (--require_all_gates refuses that)"
-                    if unchecked else ""))
+                    if unchecked else "")
+                 + (f"; FAILED but overridden: {', '.join(overridden)}" if overridden else ""))
     return lines
 
 

@@ -103,6 +103,9 @@ def summary_lines(stats: dict, version_dir: str) -> list[str]:
             lines.append(line)
     lines += [f"  {d}  skipped (already built; --force rebuilds)" for d in stats["dates_skipped"]]
     lines += [f"  {d}  FAILED  {why}" for d, why in sorted(stats["dates_failed"].items())]
+    lines += [f"  {d}  WARNING {text}" for d, text in sorted(stats.get("warnings", {}).items())]
+    lines += [f"  validation check {name} FAILED: {what}"
+              for name, what in sorted(stats.get("validation_failed_checks", {}).items())]
     requested = (len(stats["dates_built"]) + len(stats["dates_skipped"])
                  + len(stats["dates_failed"]))
     failed = len(stats["dates_failed"])

@@ -163,5 +163,5 @@ def test_promotion_summary_names_unchecked_gates():
         "path": "gold/training/x.parquet", "signal_count": 3, "feature_count": 98,
         "date_range": {"start": "2024-12-16", "end": "2024-12-16"}, "replaced": False}
     lines = promotion_lines("v3.1.0", result)
-    assert lines[1] == "  gate causality     not checked  (fewer than 2 events on the date)"
+    assert lines[1] == f"  gate {'causality':<17} not checked  (fewer than 2 events on the date)"
     assert lines[-1].endswith("; NOT checked: causality (--require_all_gates refuses that)")
