@@ -83,6 +83,13 @@ def add_log_level(ap, default: str = "INFO") -> None:
                     help=f"logging level: {', '.join(LOG_LEVELS)}")
 
 
+def add_progress(ap) -> None:
+    """``--progress auto|always|never`` (``io_connectors.monitoring.batch_progress``)."""
+    ap.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                    help="progress on stderr: auto = bars when stderr is a terminal, "
+                         "always = also a plain line every 10 s elsewhere, never")
+
+
 def add_runner_flags(ap, beam_defaults: bool = True) -> None:
     """The runner flags (see the module docstring) as a group of ``ap``."""
     group = ap.add_argument_group(
@@ -112,7 +119,14 @@ def beam_args(ns: argparse.Namespace, rest: Sequence[str] = ()) -> list[str]:
 
 
 def option_names(ap: argparse.ArgumentParser) -> list[str]:
-    return [o for a in ap._actions for o in a.option_strings]  # pylint: disable=protected-access
+    """Every flag of ``ap`` and of its sub-commands."""
+    out = []
+    for action in ap._actions:  # pylint: disable=protected-access
+        out += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+            for sub in action.choices.values():
+                out += option_names(sub)
+    return out
 
 
 def normalize_flags(argv: Sequence[str], known: Iterable[str]) -> list[str]:
@@ -186,4 +200,4 @@ def parse_options_cli(module: str, doc: Optional[str], options_cls,
 
 __all__ = ["parser", "add_log_level", "add_runner_flags", "beam_args", "normalize_flags",
            "parse", "iso_date", "iso_dates", "parse_options_cli", "options_help_parser",
-           "option_names", "HelpFormatter", "LOG_LEVELS", "RUNNER_FLAG_NAMES"]
+           "option_names", "add_progress", "HelpFormatter", "LOG_LEVELS", "RUNNER_FLAG_NAMES"]

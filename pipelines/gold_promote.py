@@ -45,6 +45,7 @@ def main(argv=None) -> int:
                          "(recorded in the dataset's metadata)")
     ap.add_argument("--data_root", default=None,
                     help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
+    cli.add_progress(ap)
     cli.add_log_level(ap)
     cli.add_runner_flags(ap)
     args, rest = cli.parse(ap, argv, known_only=True)
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
     configure_logging(args.log_level)
     try:
         reject_unknown_flags(beam_args, cli.option_names(ap))
-        curator = GoldCurator(data_root=args.data_root, pipeline_args=beam_args)
+        curator = GoldCurator(data_root=args.data_root, pipeline_args=beam_args,
+                              progress=args.progress)
         if not curator.storage.exists(""):
             print(f"error: no lake at {curator.storage.data_root} (is --data_root right?)",
                   file=sys.stderr)

@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data_root", default=None,
                         help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
     parser.add_argument("--json", action="store_true", help="print the stats as JSON")
+    cli.add_progress(parser)
     cli.add_log_level(parser)
     cli.add_runner_flags(parser)
     args, rest = cli.parse(parser, argv, known_only=True)
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
             raise UsageError(f"no Bronze under {storage.data_root} (is --data_root right?); "
                              "nothing was created there")
         builder = SilverFeatureBuilder(storage=storage,
-                                       pipeline_args=beam_args or ["--runner=DirectRunner"])
+                                       pipeline_args=beam_args or ["--runner=DirectRunner"],
+                                       progress=args.progress)
         stats = builder.build_feature_set(manifest, dates, force=args.force)
     except (ManifestError, UsageError, ConfigError, ValueError) as exc:
         fail(str(exc))

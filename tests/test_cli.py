@@ -26,9 +26,12 @@ def run(module, *args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+HELP_ARGS = {"lake": ("ls", "--help")}       # a command with sub-commands: one of them
+
+
 @pytest.fixture(scope="module")
 def helps():
-    return {m: run(m, "--help") for m in ENTRY_POINTS}
+    return {m: run(m, *HELP_ARGS.get(m, ("--help",))) for m in ENTRY_POINTS}
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
@@ -36,6 +39,7 @@ def test_help_is_complete_and_quiet(helps, module):
     r = helps[module]
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"usage: python -m pipelines.{module} ")
+    assert "usage:" not in r.stdout[6:], "one usage line"
     assert not any(n in r.stderr + r.stdout for n in NOISE), r.stderr
     assert "--log_level" in r.stdout or module in ("replay", "demo")
     text = " ".join(r.stdout.split())
@@ -60,7 +64,7 @@ def test_help_marks_required_flags_and_shows_defaults(helps):
 @pytest.mark.parametrize("module", ["bronze_stream", "gold_stream", "io_service",
                                     "bronze_backfill", "silver_build", "gold_promote", "lake"])
 def test_a_bad_log_level_is_refused_naming_the_flag(module, tmp_path):
-    r = run(module, "--log_level", "LOUD")
+    r = run(module, *(("ls",) if module == "lake" else ()), "--log_level", "LOUD")
     assert r.returncode == 2
     assert "argument --log_level: invalid choice: 'LOUD'" in r.stderr
     assert not list(tmp_path.iterdir())

@@ -19,8 +19,7 @@ Counters (namespace ``lake``):
   (``+Inf`` last), non-cumulative per bucket, and the total in microseconds;
 - ``files_already_present``, ``messages_without_rows``: content-addressed shards that were
   already in the lake (backfills), messages that became no row (empty Gold snapshots);
-- ``dbn_files_read``, ``dbn_records_read``: the backfill's input, per file;
-- ``silver_stage_done/<stage>``, ``silver_dates_done``: Silver progress, per date.
+- ``silver_stages_done``: Silver stages applied (one per stage and date).
 """
 from __future__ import annotations
 
@@ -41,10 +40,7 @@ SHARD_WRITE_SECONDS = "shard_write_seconds"
 SUM_US = "sum_us"
 FILES_ALREADY_PRESENT = "files_already_present"
 MESSAGES_WITHOUT_ROWS = "messages_without_rows"
-DBN_FILES_READ = "dbn_files_read"
-DBN_RECORDS_READ = "dbn_records_read"
-SILVER_STAGE_DONE = "silver_stage_done"
-SILVER_DATES_DONE = "silver_dates_done"
+SILVER_STAGES_DONE = "silver_stages_done"
 
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BUCKET_LABELS = tuple(f"{b:g}" for b in WRITE_BUCKETS) + ("+Inf",)

@@ -33,19 +33,29 @@ def _query(result, live: bool):
     return result.metrics().query()
 
 
-def lake_counters(result, live: bool = True) -> Optional[dict[str, int]]:
-    """``{name: value}`` of the ``lake`` counters of the job behind ``result``, summed over
-    the steps that count them; None if the runner cannot say (e.g. its job service is
-    gone).  ``live``: ask the job service now (a running portable job); else use
-    ``result.metrics()`` (Beam caches its first answer)."""
+def job_counters(result, live: bool = True) -> Optional[tuple[dict, dict]]:
+    """``(committed, attempted)``: ``{name: value}`` of the ``lake`` counters of the job
+    behind ``result``, each summed over the steps that count them; None if the runner
+    cannot say (e.g. its job service is gone).  ``live``: ask the job service now (a
+    running portable job); else use ``result.metrics()`` (Beam caches its first answer)."""
     try:
         counters = _query(result, live)["counters"]
     except Exception as exc:  # pylint: disable=broad-except
         _LOG.debug("job metrics unavailable: %s", exc)
         return None
-    out: dict[str, int] = {}
+    committed: dict[str, int] = {}
+    attempted: dict[str, int] = {}
     for c in counters:
         if c.key.metric.namespace == NAMESPACE:
+            name = c.key.metric.name
             value = c.committed if c.committed is not None else c.attempted
-            out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
-    return out
+            committed[name] = committed.get(name, 0) + int(value or 0)
+            attempted[name] = attempted.get(name, 0) + int(c.attempted or 0)
+    return committed, attempted
+
+
+def lake_counters(result, live: bool = True) -> Optional[dict[str, int]]:
+    """The running totals of ``job_counters`` (committed values; see the module
+    docstring), or None."""
+    both = job_counters(result, live)
+    return None if both is None else both[0]
