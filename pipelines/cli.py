@@ -83,6 +83,40 @@ def add_log_level(ap, default: str = "INFO") -> None:
                     help=f"logging level: {', '.join(LOG_LEVELS)}")
 
 
+def port_number(value: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0: any free port)."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 0..65535")
+    return port
+
+
+def seconds(value: str) -> float:
+    """argparse type: a number of seconds >= 0."""
+    try:
+        s = float(value)
+    except ValueError:
+        s = -1.0
+    if not s >= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds >= 0")
+    return s
+
+
+def add_monitoring_flags(ap, what: str = "") -> None:
+    """``--metrics_port``, ``--metrics_host``, ``--progress_s`` of a streaming process."""
+    ap.add_argument("--metrics_port", type=port_number, default=None,
+                    help=f"serve Prometheus /metrics{what}, /healthz and /readyz on this "
+                         "port (0: a free port, logged; default: off)")
+    ap.add_argument("--metrics_host", default="127.0.0.1",
+                    help="address the metrics endpoint binds to")
+    ap.add_argument("--progress_s", type=seconds, default=10.0,
+                    help="log one progress line (rows/s, lag, dead letters) every N "
+                         "seconds (0: never)")
+
+
 def add_progress(ap) -> None:
     """``--progress auto|always|never`` (``io_connectors.monitoring.batch_progress``)."""
     ap.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
@@ -200,4 +234,4 @@ def parse_options_cli(module: str, doc: Optional[str], options_cls,
 
 __all__ = ["parser", "add_log_level", "add_runner_flags", "beam_args", "normalize_flags",
            "parse", "iso_date", "iso_dates", "parse_options_cli", "options_help_parser",
-           "option_names", "add_progress", "HelpFormatter", "LOG_LEVELS", "RUNNER_FLAG_NAMES"]
+           "option_names", "add_progress", "add_monitoring_flags", "port_number", "seconds", "HelpFormatter", "LOG_LEVELS", "RUNNER_FLAG_NAMES"]

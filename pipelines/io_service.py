@@ -181,19 +181,9 @@ def main(argv=None) -> int:
                          "(repeatable)")
     ap.add_argument("--gold_arg", action="append", default=[], metavar="FLAG",
                     help="extra gold_stream flag (repeatable)")
-    ap.add_argument("--metrics_port", type=int, default=None,
-                    help="serve Prometheus /metrics (both pipelines), /healthz and /readyz "
-                         "on this port (0: a free port, logged; default: off)")
-    ap.add_argument("--metrics_host", default="127.0.0.1",
-                    help="address the metrics endpoint binds to")
-    ap.add_argument("--progress_s", type=float, default=10.0,
-                    help="log one progress line for both pipelines every N seconds (0: never)")
+    cli.add_monitoring_flags(ap, " (both pipelines)")
     cli.add_log_level(ap)
     args = cli.parse(ap, argv)
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        ap.error(f"argument --metrics_port: {args.metrics_port} is not a port number")
-    if args.progress_s < 0:
-        ap.error("argument --progress_s: must be >= 0")
     configure_logging(args.log_level)
     try:
         service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,

@@ -23,7 +23,7 @@ from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, consumer_spec
-from pipelines.cli import add_log_level, parse_options_cli
+from pipelines.cli import add_log_level, add_monitoring_flags, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
@@ -67,14 +67,7 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
-        parser.add_argument("--metrics_port", type=int, default=None,
-                            help="serve Prometheus /metrics, /healthz and /readyz on this "
-                                 "port (0: a free port, logged; default: off)")
-        parser.add_argument("--metrics_host", default="127.0.0.1",
-                            help="address the metrics endpoint binds to")
-        parser.add_argument("--progress_s", type=float, default=10.0,
-                            help="log one progress line (rows/s, lag, dead letters) every N "
-                                 "seconds (0: never)")
+        add_monitoring_flags(parser)
         add_log_level(parser)
 
 
@@ -158,7 +151,6 @@ def run_stream(name: str, role: str, prepare: Prepare,
     try:
         reject_unknown_flags(args)
         cfg = StreamConfig.from_options(o, role)
-        _check_monitoring_flags(o)
         build = prepare(o, cfg)
         prepare_runner(options, streaming=True)
     except (UsageError, ConfigError) as exc:
@@ -180,13 +172,6 @@ def run_stream(name: str, role: str, prepare: Prepare,
         log.info("%s finished (exit %d): %s; %d restarts", name, code,
                  summary(monitor.totals()), monitor.restarts)
     return code
-
-
-def _check_monitoring_flags(o: StreamOptions) -> None:
-    if o.metrics_port is not None and not 0 <= o.metrics_port <= 65535:
-        raise UsageError(f"--metrics_port must be a port number 0..65535, got {o.metrics_port}")
-    if o.progress_s < 0:
-        raise UsageError(f"--progress_s must be >= 0, got {o.progress_s}")
 
 
 @contextlib.contextmanager

@@ -169,3 +169,11 @@ def test_promotion_summary_names_unchecked_gates():
     lines = promotion_lines("v3.1.0", result)
     assert lines[1] == f"  gate {'causality':<17} not checked  (fewer than 2 events on the date)"
     assert lines[-1].endswith("; NOT checked: causality (--require_all_gates refuses that)")
+
+
+@pytest.mark.parametrize("module", ["bronze_stream", "gold_stream", "io_service"])
+def test_monitoring_flags_are_checked(module):
+    r = run(module, "--metrics_port", "70000")
+    assert r.returncode == 2 and "argument --metrics_port: '70000' is not a port" in r.stderr
+    r = run(module, "--progress_s=-1")
+    assert r.returncode == 2 and "argument --progress_s: '-1'" in r.stderr
