@@ -7,7 +7,8 @@ Events are merged by ``(ts_event, trades before options before book)``, paced by
 ``Δts / speed`` (gaps capped at 5 s; ``--speed 0`` = as fast as possible) and published
 with a ``Nats-Msg-Id`` derived from each record's identity, so a re-run inside the stream's
 duplicate window adds nothing.  A bounded number of publishes is in flight.  Progress goes
-to stderr; final statistics (events per type, event-time span, wall time, rate) to stdout.
+to stderr (``--progress``); final statistics (events per type, event-time span, wall
+time, rate) to stdout.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from io_connectors.config import ConfigError
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.wal.log import WALManager
+from io_connectors.monitoring.batch_progress import Progress
 from io_connectors.wal.publisher import WalPublisher
 from pipelines import cli
 from transforms.pacing import paced
@@ -53,27 +55,19 @@ def synthetic_events(date: str, scale: float, seed: int) -> Iterator[tuple[str, 
     return synthetic_session(date, scale=scale, seed=seed)
 
 
-class _Progress:
-    def __init__(self, every_s: float = 2.0):
-        self.every_s, self.t0, self.last = every_s, time.monotonic(), 0.0
-
-    def tick(self, n: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= self.every_s:
-            self.last = now
-            el = now - self.t0
-            print(f"\r[replay] {n:>10,} events  {el:7.1f}s  {n / el if el else 0:>9,.0f}/s",
-                  end="\n" if force else "", file=sys.stderr, flush=True)
-
-
 async def replay(events, settings: NatsSettings, speed: float, max_in_flight: int = 20000,
-                 max_gap_s: float = 5.0, wal_dir: Optional[str] = None) -> dict:
+                 max_gap_s: float = 5.0, wal_dir: Optional[str] = None,
+                 progress: str = "auto") -> dict:
     """Publishes ``(subject, event)`` pairs in order; returns statistics.  With ``wal_dir``
     every event goes through a write-ahead log first (``WalPublisher``), and what a
-    crashed earlier run left in it is re-sent before anything new."""
+    crashed earlier run left in it is re-sent before anything new.  ``progress``: the
+    ``batch_progress`` mode of the events-published counter on stderr."""
     counts: collections.Counter = collections.Counter()
     first_ts = last_ts = None
-    progress = _Progress()
+    shown = Progress("replay", progress)
+    shown.task("events", unit="ev")
+    published = [0]
+    shown.poll(lambda: {"events": published[0]})
     recovered = 0
     async with NatsBus(settings, max_in_flight=max_in_flight) as raw_bus:
         bus = raw_bus
@@ -93,13 +87,13 @@ async def replay(events, settings: NatsSettings, speed: float, max_in_flight: in
             first_ts = ts if first_ts is None else min(first_ts, ts)
             last_ts = ts if last_ts is None else max(last_ts, ts)
             counts[subject] += 1
-            progress.tick(sum(counts.values()))
+            published[0] += 1
         await bus.flush()
         if wal_dir:
             await bus.close()
         wall = time.monotonic() - t0
     total = sum(counts.values())
-    progress.tick(total, force=True)
+    shown.close({"events": total})
     fmt = lambda ns: dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat() if ns else None
     return {"events": dict(counts), "total": total, "event_time_start": fmt(first_ts),
             "event_time_end": fmt(last_ts), "wall_s": round(wall, 3),
@@ -131,6 +125,7 @@ def main(argv=None) -> int:
                          "re-sends what a crashed run left behind)")
     ap.add_argument("--write_dbn", metavar="DIR", help="with --source synthetic: write the "
                     "session as DBN files (trades, mbp-10, definition) to DIR, no publishing")
+    cli.add_progress(ap)
     args = cli.parse(ap, argv)
     decode_stats = None
     try:
@@ -167,7 +162,7 @@ def main(argv=None) -> int:
         return 0
     try:
         stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight,
-                                   wal_dir=args.wal))
+                                   wal_dir=args.wal, progress=args.progress))
     except ConnectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
