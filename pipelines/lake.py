@@ -22,6 +22,7 @@ import time
 
 from io_connectors.config import ConfigError
 from io_connectors.lake import inventory
+from io_connectors.lake.legacy_layout import legacy_hint
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from pipelines import cli
 from pipelines.runner_setup import configure_logging, fail
@@ -144,6 +145,9 @@ def main(argv=None) -> int:
                 fail(f"no dataset {args.dataset!r} in {storage.data_root} (known: "
                      f"{', '.join(d.name for d in inventory.datasets(storage))})")
         summaries = [inventory.summarize(storage, d, args.date) for d in found]
+        hint = legacy_hint(storage)
+        if hint:                       # old-layout folders are not counted above
+            print(f"note: {hint}", file=sys.stderr)
         if args.json:
             print(json.dumps([s.as_dict(now) for s in summaries], indent=2, default=str))
         else:

@@ -178,3 +178,12 @@ def test_ls_on_s3_matches_the_local_lake(local_lake, tmp_path):
         assert remote["bronze/futures/trades"]["newest_age_s"] is not None
         r = lake_cli("dead-letters", f"--data_root={root}", env=srv.env())
         assert r.returncode == 0 and r.stdout.startswith("3 dead letters")
+
+
+def test_ls_names_old_layout_parts_it_does_not_count(tmp_path):
+    storage = LakeStorage(str(tmp_path))
+    storage.write_parquet("bronze/futures/trades/symbol=ES/date=2024-12-16/hour=14", "p.parquet",
+                          pa.table({"x": [1]}))
+    r = lake_cli("ls", "futures/trades", "--json", f"--data_root={tmp_path}")
+    assert r.returncode == 0 and _by_name(r.stdout)["bronze/futures/trades"]["rows"] == 0
+    assert "note:" in r.stderr and "python -m pipelines.lake_migrate" in r.stderr

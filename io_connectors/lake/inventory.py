@@ -9,8 +9,10 @@ stores.  ``summarize(storage, dataset, date)`` lists the dataset's files once (o
 recursive listing: local or S3), reads each file's Parquet footer for its row count (in a
 small thread pool; footers only), and reads the ``reason`` column of dead-letter files.
 Roots and dates come from the Hive folder names below the dataset, by the lake's folder
-keys (``ROOT_KEY``, ``DATE_KEY``, ``SESSION_DATE_KEY``).  ``dead_letters(...)`` reads the
-dead-letter rows of a date (or all) for a close look.
+keys (``ROOT_KEY``, ``DATE_KEY``, ``SESSION_DATE_KEY``); files below any other key (a lake
+written before the current layout) are left out, and the CLI names them
+(``legacy_layout.legacy_hint``).  ``dead_letters(...)`` reads the dead-letter rows of a
+date (or all) for a close look.
 """
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ from transforms.partitioning import DATE_KEY, ROOT_KEY, SESSION_DATE_KEY, partit
 from transforms.schemas import DATASETS_BY_LAYER, DEAD_LETTER_PATH
 
 LAYERS = ("bronze", "gold")
+
+
+# The folder key right below each kind of dataset (files under any other, e.g. a lake
+# written before the current layout, are not this dataset's: ``legacy_layout`` says so).
+FIRST_KEY = {"stream": ROOT_KEY, "dead_letters": DATE_KEY, "silver": SESSION_DATE_KEY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +139,12 @@ def summarize(storage: LakeStorage, d: Dataset, date: Optional[str] = None,
     all; a training dataset is not partitioned by date and counts whole."""
     base = storage.path(d.folder)
     files, roots, dates = [], set(), set()
+    first = FIRST_KEY.get(d.kind)
     for info in _list(storage, d):
-        hive = _hive(info.path[len(base):].split("/"))
+        parts = [p for p in info.path[len(base):].split("/") if p]
+        if first is not None and not parts[0].startswith(f"{first}="):
+            continue
+        hive = _hive(parts)
         day = hive.get(DATE_KEY) or hive.get(SESSION_DATE_KEY)
         if date is not None and d.kind != "training" and day != date:
             continue
