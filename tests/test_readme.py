@@ -109,7 +109,7 @@ def test_silver_and_gold_training_figures_are_the_demo_data(tmp_path):
     from io_connectors.lake.bronze_direct import write_bronze_events
     from io_connectors.lake.silver_inputs import read_silver_day
     from io_connectors.lake.storage import LakeStorage
-    from pipelines.demo import MANIFEST
+    from pipelines.demo import newest_manifest
     from transforms.feature_manifest import load_manifest
     from transforms.silver.session import previous_weekdays
     from transforms.silver.stages import run_stages
@@ -120,7 +120,7 @@ def test_silver_and_gold_training_figures_are_the_demo_data(tmp_path):
         *(synthetic_session(d, scale=DEMO["warmup_scale"], seed=DEMO["seed"], signals=False)
           for d in previous_weekdays(date, 3)),
         synthetic_session(date, scale=DEMO["scale"], seed=DEMO["seed"], signals=False)))
-    m = load_manifest(MANIFEST)
+    m = load_manifest(newest_manifest())
     events = run_stages(read_silver_day(storage, date, m.parameters, m.columns(),
                                         m.label_columns), m.stages).events
     first = events["timestamp"].min().floor("us")
