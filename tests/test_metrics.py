@@ -155,16 +155,40 @@ def _accepts(port):
         return False
 
 
+@pytest.fixture
+def job_service(request, prism_path, tmp_path):
+    """None (the launcher starts Prism itself), or the endpoint of a Prism job service
+    started on its own, as a Flink job server would be (the runner is then
+    PortableRunner with --job_endpoint)."""
+    if request.param == "own":
+        yield None
+        return
+    port = free_port()
+    proc = subprocess.Popen([prism_path, f"--job_port={port}", "--serve_http=false",
+                             "--log_level=warn"], stdout=open(tmp_path / "prism.log", "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _accepts(port), 60, message="the Prism job service")
+        yield f"127.0.0.1:{port}"
+    finally:
+        kill_group(proc)
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("job_service", ["own", "standalone"], indirect=True)
 def test_metrics_of_an_out_of_process_sdk_worker_reach_the_endpoint(
-        nats_server, tmp_path, worker_pool):
+        nats_server, tmp_path, worker_pool, job_service):
     endpoint, pool = worker_pool
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    runner = (["--runner=PortableRunner", f"--job_endpoint={job_service}"] if job_service
+              else [])
     events, per_dataset = _events(seconds=10, seed=5)
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
                           f"--data_root={tmp_path / 'lake'}", f"--metrics_port={port}",
                           "--environment_type=EXTERNAL", f"--environment_config={endpoint}",
-                          "--flush_max_seconds=1", log_path=str(tmp_path / "bronze.log"))
+                          "--flush_max_seconds=1", *runner,
+                          log_path=str(tmp_path / "bronze.log"))
     try:
         wait_for(lambda: get(f"{base}/readyz")[0] == 200, 120, message="/readyz 200")
         publish(nats_server.url, events + BAD)
