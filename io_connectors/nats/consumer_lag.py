@@ -17,6 +17,7 @@ from io_connectors.nats.streams import ConsumerSpec, stream_specs
 
 @dataclasses.dataclass(frozen=True)
 class ConsumerLag:
+    """A durable consumer's state as JetStream reported it (see the module docstring)."""
     stream: str
     durable: str
     num_pending: int
