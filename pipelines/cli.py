@@ -124,13 +124,20 @@ def add_progress(ap) -> None:
                          "always = also a plain line every 10 s elsewhere, never")
 
 
-def add_runner_flags(ap, beam_defaults: bool = True) -> None:
-    """The runner flags (see the module docstring) as a group of ``ap``."""
+def add_runner_flags(ap, runner_default: str = "DirectRunner") -> None:
+    """The runner flags (see the module docstring) as a group of ``ap``; ``runner_default``
+    is what ``--runner`` defaults to for this command (shown in the help)."""
     group = ap.add_argument_group(
         "runner", "Beam's other pipeline options (e.g. --direct_num_workers,\n"
                   "--sdk_worker_parallelism) pass through as well.")
     for flag, default, text in RUNNER_FLAGS:
-        group.add_argument(flag, default=default if beam_defaults else None, help=text)
+        if flag == "--runner" and runner_default != default:
+            group.add_argument(flag, default=None, help=(
+                "Beam runner: FnApiRunner is Beam's batch engine in this process; "
+                "DirectRunner runs on Prism; PortableRunner / FlinkRunner with "
+                f"--job_endpoint run on a job service (default: {runner_default})"))
+            continue
+        group.add_argument(flag, default=default, help=text)
     group.add_argument("--prism_ui", action="store_true",
                        help="turn on Prism's web UI (on 127.0.0.1, port --prism_ui_port; "
                             "the address is logged)")
@@ -202,7 +209,8 @@ def iso_dates(value: str) -> list[str]:
 
 
 def options_help_parser(module: str, doc: Optional[str], options_cls,
-                        required: Sequence[str] = ()) -> argparse.ArgumentParser:
+                        required: Sequence[str] = (), runner_default: str = "DirectRunner"
+                        ) -> argparse.ArgumentParser:
     """The help/validation parser of a ``PipelineOptions`` class: its flags plus the
     runner flags, in the project's help style.  ``required`` flags are required here
     (a PipelineOptions class cannot declare them: Beam parses every options class in
@@ -211,7 +219,7 @@ def options_help_parser(module: str, doc: Optional[str], options_cls,
     for cls in reversed(options_cls.__mro__):     # the class's own flags and its bases'
         if "_add_argparse_args" in vars(cls) and not cls.__module__.startswith("apache_beam"):
             cls._add_argparse_args(ap)  # pylint: disable=protected-access
-    add_runner_flags(ap)
+    add_runner_flags(ap, runner_default)
     for action in ap._actions:  # pylint: disable=protected-access
         if set(action.option_strings) & set(required):
             action.required = True
@@ -219,14 +227,14 @@ def options_help_parser(module: str, doc: Optional[str], options_cls,
 
 
 def parse_options_cli(module: str, doc: Optional[str], options_cls,
-                      argv: Optional[Sequence[str]] = None, required: Sequence[str] = ()
-                      ) -> list[str]:
+                      argv: Optional[Sequence[str]] = None, required: Sequence[str] = (),
+                      runner_default: str = "DirectRunner") -> list[str]:
     """For entry points whose flags are a Beam ``PipelineOptions`` class: prints the help
     (``-h``), refuses a bad value the way argparse does (exit 2, the flag named), rewrites
     hyphenated spellings and returns the arguments to build the ``PipelineOptions``
     from.  Flags neither the class nor the runner group knows are left for
     ``runner_setup.reject_unknown_flags`` (Beam's options are valid)."""
-    ap = options_help_parser(module, doc, options_cls, required)
+    ap = options_help_parser(module, doc, options_cls, required, runner_default)
     args = normalize_flags(sys.argv[1:] if argv is None else argv, option_names(ap))
     ap.parse_known_args(args)
     return args

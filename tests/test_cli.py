@@ -47,7 +47,8 @@ def test_help_is_complete_and_quiet(helps, module):
         for flag in ("--runner", "--prism_location", "--job_endpoint", "--environment_type",
                      "--prism_ui"):
             assert flag in text, flag
-        assert "(default: DirectRunner)" in text
+        assert ("(default: FnApiRunner with one worker per core" if module == "bronze_backfill"
+                else "(default: DirectRunner)") in text
     flags = {w.strip("[](),.;").split("=")[0] for w in r.stdout.split()
              if w.strip("[](").startswith("--")}
     assert flags and all("-" not in f[2:] for f in flags), f"{module}: hyphenated {flags}"

@@ -67,16 +67,20 @@ class Progress:
                 break
         self._maybe_line(force=self.lines_on)
 
-    def update(self, **values: int) -> None:
-        """Sets tasks to these absolute counts."""
+    def update(self, **values) -> None:
+        """Sets tasks to these absolute counts; a value ``(n, total)`` also sets the
+        task's total (known only once the work is planned)."""
         with self._lock:
             for name, n in values.items():
                 task = self._tasks.get(name)
                 if task is None or n is None:
                     continue
+                if isinstance(n, tuple):
+                    n, task["total"] = n
                 task["n"] = n
                 bar = self._bars.get(name)
-                if bar is not None and bar.n != n:
+                if bar is not None and (bar.n != n or bar.total != task["total"]):
+                    bar.total = task["total"]
                     bar.n = n
                     bar.refresh()
         self._maybe_line()
