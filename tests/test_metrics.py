@@ -339,7 +339,13 @@ def test_every_parser_reason_has_a_class():
     reasons.append(route_message(("market.x.y", b"{}", 1, HOUR_14, "t"))[1][1][3])
     reasons += [route_signal_message(("levels.signals", p, 1, HOUR_14, "t"), "ES")[1][1][0][3]
                 for p in (b"{}", b'{"ts": 1, "spy": {}, "levels": 3}')]
-    classes = {r: lm.reason_class(r) for r in reasons}
+    strict = [b'{"symbol":"ESZ4","symbol":"NQZ4"}', orjson.dumps({**good, "price": 1e30}),
+              orjson.dumps(good)[:-1] + b',"seq":' + str(2**70).encode() + b"}"]
+    strict_reasons = [route_message(("market.futures.trades", p, 1, HOUR_14, "t"))[1][1][3]
+                      for p in strict]
+    assert [lm.reason_class(r) for r in strict_reasons] == ["duplicate_key", "out_of_range",
+                                                            "out_of_range"], strict_reasons
+    classes = {r: lm.reason_class(r) for r in reasons + strict_reasons}
     assert "other" not in classes.values(), classes
     assert classes[reasons[0]] == "not_utf8" and classes[reasons[1]] == "not_json"
     assert lm.reason_class("something new") == "other"
