@@ -30,22 +30,89 @@ setup_python() {
     "$PY" -m pip install -q --no-deps -e .
     echo "$want" > "$stamp"
   fi
-  local got; got="$("$PY" -c 'import apache_beam; print(apache_beam.__version__)')"
+  local got; got="$("$PY" -c 'import logging; logging.disable(logging.WARNING); import apache_beam; print(apache_beam.__version__)')"
   if [ "$got" != "$BEAM_VERSION" ]; then
     log "apache-beam $got installed but run.sh pins $BEAM_VERSION"; exit 1
   fi
 }
 
+# Prism is built from Beam's Go module with two small fixes, applied to a copy of the
+# module's go/ tree by text replacements that fail loudly if the code
+# they replace has moved (a new Beam release must be re-checked):
+# 1. its job service (which also serves the SDK workers' endpoints) listens on every
+#    interface (net.Listen(":port")); here on PRISM_LISTEN_HOST, default 127.0.0.1;
+# 2. metrics: a bundle's counters whose short ids the runner has not resolved yet are
+#    parked in a map keyed by short id, so two bundles finishing at the same time with
+#    the same new counter lose one bundle's values (seen as missing acks on /metrics);
+#    here the contribution and the id resolution run under one lock.
+PRISM_BUILD="$BEAM_VERSION+marketlake.2"
+
+patch_prism_source() {   # $1: the go/ tree's parent (a writable copy of the module)
+  "$PY" - "$1" <<'PATCH'
+import pathlib, sys
+root = pathlib.Path(sys.argv[1]) / "go/pkg/beam/runners/prism/internal"
+def replace(rel, old, new):
+    path = root / rel
+    text = path.read_text()
+    if text.count(old) != 1:
+        sys.exit(f"run.sh: Prism source changed, cannot patch {rel}: {old.splitlines()[0]!r}")
+    path.write_text(text.replace(old, new))
+replace("jobservices/server.go", 'net.Listen("tcp", fmt.Sprintf(":%d", port))',
+        'net.Listen("tcp", listenAddress(port))')
+(root / "jobservices/listen_address.go").write_text("""package jobservices
+
+import (
+\t"net"
+\t"os"
+\t"strconv"
+)
+
+// listenAddress: PRISM_LISTEN_HOST, default the loopback interface (marketlake, run.sh).
+func listenAddress(port int) string {
+\thost := os.Getenv("PRISM_LISTEN_HOST")
+\tif host == "" {
+\t\thost = "127.0.0.1"
+\t}
+\treturn net.JoinHostPort(host, strconv.Itoa(port))
+}
+""")
+(root / "metric_ids_lock.go").write_text("""package internal
+
+import "sync"
+
+// metricShortIDsMu: contributing a bundle's metrics and resolving unknown short ids happen
+// together, so concurrent bundles cannot overwrite each other's parked values (marketlake).
+var metricShortIDsMu sync.Mutex
+""")
+for indent, call in (("\t\t\t", "index, unknownIDs := j.ContributeTentativeMetrics(resp)"),
+                     ("\t", "unknownIDs := j.ContributeFinalMetrics(resp)")):
+    block = (f"{indent}{call}\n{indent}if len(unknownIDs) > 0 {{\n"
+             f"{indent}\tmd := wk.MonitoringMetadata(ctx, unknownIDs)\n"
+             f"{indent}\tj.AddMetricShortIDs(md)\n{indent}}}\n")
+    replace("stage.go", block, f"{indent}metricShortIDsMu.Lock()\n{block}"
+                               f"{indent}metricShortIDsMu.Unlock()\n")
+PATCH
+}
+
 setup_prism() {
   local stamp="$TOOLS/prism.version"
-  if [ -x "$PRISM" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$BEAM_VERSION" ]; then return; fi
+  if [ -x "$PRISM" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$PRISM_BUILD" ]; then return; fi
   if ! command -v go >/dev/null 2>&1; then
     log "Go is required to build Beam's Prism runner (no binary can be downloaded here)"; exit 1
   fi
-  log "building Prism v$BEAM_VERSION with go install (about a minute)"
+  log "building Prism v$BEAM_VERSION with Go (a few minutes)"
   mkdir -p "$TOOLS/bin"
-  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$BEAM_VERSION"
-  echo "$BEAM_VERSION" > "$stamp"
+  local mod="github.com/apache/beam/sdks/v2@v$BEAM_VERSION"
+  local src; src="$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "$mod" \
+    | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  local build="$TOOLS/prism-src"
+  rm -rf "$build"; mkdir -p "$build"
+  cp -r "$src/go.mod" "$src/go.sum" "$src/LICENSE" "$src/go" "$build/"
+  chmod -R u+w "$build"
+  patch_prism_source "$build"
+  (cd "$build" && GOFLAGS=-mod=mod go build -o "$PRISM" ./go/cmd/prism)
+  rm -rf "$build"
+  echo "$PRISM_BUILD" > "$stamp"
 }
 
 setup() {

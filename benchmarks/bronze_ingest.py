@@ -22,7 +22,8 @@ What it measures
     A watcher thread in this process polls ``bronze/futures/trades`` (50 ms) and sums
     the Parquet row counts.  rows/s = N / (process start -> all N rows readable).  Also
     reported: start-up (process start -> first shard readable), the drain time excluding
-    start-up (first shard -> last shard) and the process wall time.
+    start-up (first shard -> last shard), the process wall time and its CPU time (user +
+    sys of the process tree: the fairer comparison when other work loads the machine).
 (b) Steady latency.  With the system running (streaming mode) and warmed up (1000
     warm-up events of another partition must be readable first), events are published
     at a fixed rate (default 2000/s for 30 s), each event's publish time recorded by its
@@ -46,6 +47,7 @@ import glob
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -330,6 +332,7 @@ class DrainResult:
     startup_s: float = math.nan          # process start -> first shard readable
     steady_s: float = math.nan           # first shard -> all N readable
     wall_s: float = math.nan             # process start -> exit
+    cpu_s: float = math.nan              # user + sys CPU of the process and its children
     exit_code: Optional[int] = None
     rows: int = 0
     shards: int = 0
@@ -364,6 +367,7 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
               "starting consumer", flush=True)
         watcher.start()
         t0 = time.monotonic()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = start_process(COMMANDS[system](server.url, data_root, True, args.max_ack_pending),
                              log_path)
         deadline = t0 + args.drain_timeout
@@ -385,6 +389,8 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
         else:
             res.wall_s = t_exit - t0      # observed by the 20 ms poll loop
             res.exit_code = proc.returncode
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # the exited process tree
+            res.cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     finally:
         watcher.stop()
         kill_group(proc)
@@ -679,6 +685,7 @@ def print_summary(drain: dict, lat: dict, args) -> None:
     line("  start-up: start -> first shard [s]", "startup_s", "{:.2f}")
     line("  drain excl. start-up [s]", "steady_s", "{:.2f}")
     line("  process wall time [s]", "wall_s", "{:.2f}")
+    line("  process CPU, user + sys, children incl. [s]", "cpu_s", "{:.2f}")
     line("  shards written", "shards", "{:,}")
     line("  distinct seq in Bronze", "distinct_seq", "{:,}")
     line("  backlog publish time [s]", "publish_s", "{:.2f}")

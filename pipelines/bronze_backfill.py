@@ -37,14 +37,18 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   StandardOptions)
 
 from io_connectors.config import ConfigError, bronze_rules, load_config
-from io_connectors.dbn.backfill import DecodeDbnBlocks, ReadDbnBlocks
+from io_connectors.dbn.backfill import (DecodeDbnBlocks, ReadDbnBlocks, file_records,
+                                        unit_records)
 from io_connectors.dbn.blocks import plan_files
 from io_connectors.dbn.decode import load_instruments
 from io_connectors.dbn.run_report import BackfillReport
-from io_connectors.lake.bounded_shards import WriteBoundedShards
+from io_connectors.lake.bounded_shards import KEYS, WriteBoundedShards
 from io_connectors.lake.staging import Staging
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.preflight import StartupError, check_data_root
+from io_connectors.monitoring.batch_progress import Progress
+from pipelines.batch_run import run_batch
+from pipelines.cli import add_log_level, add_progress, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags, tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
@@ -53,13 +57,16 @@ _LOG = logging.getLogger("bronze_backfill")
 
 
 class BackfillOptions(PipelineOptions):
+    """The backfill's flags (Beam's own options pass through)."""
+
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--files", nargs="+", default=None,
+        parser.add_argument("--files", nargs="+", default=None, metavar="FILE",
                             help="DBN files (.dbn or .dbn.zst), definitions included")
         parser.add_argument("--data_root", default=None,
                             help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
-        parser.add_argument("--include_spreads", action="store_true")
+        parser.add_argument("--include_spreads", action="store_true",
+                            help="keep calendar-spread instruments (default: skipped, counted)")
         parser.add_argument("--shard_max_events", type=int, default=None,
                             help="rows per shard (default: the Bronze flush size)")
         parser.add_argument("--block_mb", type=float, default=None,
@@ -71,7 +78,8 @@ class BackfillOptions(PipelineOptions):
         parser.add_argument("--per_message", action="store_true",
                             help="decode every file record by record through the bus JSON "
                                  "parser (the reference path, about 20x slower)")
-        parser.add_argument("--log_level", default="INFO")
+        add_progress(parser)
+        add_log_level(parser)
 
 
 def build(p: beam.Pipeline, files, instruments, storage: LakeStorage, staging: Staging,
@@ -115,9 +123,21 @@ def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> No
         direct.direct_num_workers = os.cpu_count() or 1
 
 
+def _progress_counts(staging: Staging) -> dict:
+    """Files unpacked, blocks decoded (of those planned so far) and rows written, from the
+    records the steps leave in the staging folder as they finish (any runner)."""
+    unpacked = file_records(staging)
+    planned = sum(len(r["units"]) for r in unpacked.values())
+    return {"files": len(unpacked), "blocks": (len(unit_records(staging)), planned or None),
+            "rows": sum(r["rows"] for r in staging.read_jsons(KEYS))}
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
-    args = list(argv) if argv is not None else sys.argv[1:]
+    args = parse_options_cli("pipelines.bronze_backfill", __doc__, BackfillOptions, argv,
+                             required=("--files",), runner_default=(
+                                 "FnApiRunner with one worker per core, configs/lake.yaml "
+                                 "backfill.running_mode"))
     options = BackfillOptions(args)
     o = options.view_as(BackfillOptions)
     configure_logging(o.log_level)
@@ -143,9 +163,14 @@ def main(argv=None) -> int:
     build(p, files, instruments, storage, staging, max_events, block_bytes, rules,
           o.include_spreads)
     tune_gc_for_streaming()        # the driver (and in-process runners' workers)
+    progress = Progress("backfill", o.progress)
+    progress.task("files", total=len(files), unit="file")
+    progress.task("blocks", unit="block")
+    progress.task("rows", unit="row")
     try:
-        p.run().wait_until_finish()
+        run_batch(p, progress, lambda *_: _progress_counts(staging))
         report = BackfillReport.read(staging, files)
+        progress.close(_progress_counts(staging))
     except Exception as exc:  # pylint: disable=broad-except
         # The job failed (a bad file, storage down): files already written stay (each is
         # whole); a re-run writes what is missing.  One line with the cause, not the
@@ -154,6 +179,7 @@ def main(argv=None) -> int:
         fail(f"backfill failed ({cause[-1] if cause else repr(exc)}); the files it wrote "
              "are whole and kept, a re-run writes only what is missing", 1)
     finally:
+        progress.close()
         staging.remove_run()
     rows = sum(n for d, n in report.rows.items() if not d.startswith("_"))
     elapsed = time.monotonic() - started

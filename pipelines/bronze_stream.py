@@ -55,7 +55,7 @@ def _prepare(_options: StreamOptions, cfg: StreamConfig):
 
 
 def main(argv=None) -> int:
-    return run_stream("bronze_stream", "bronze", _prepare, argv=argv)
+    return run_stream("bronze_stream", "bronze", _prepare, argv=argv, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Then Gold: the Silver version is promoted to the training dataset ``demo_signals
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import itertools
@@ -39,6 +38,7 @@ from io_connectors.lake.storage import LakeStorage
 from io_connectors.nats.bus import NatsBus
 from io_connectors.embedded.nats_server import EmbeddedNatsServer
 from io_connectors.nats.settings import NatsSettings
+from pipelines import cli
 from pipelines.gold_curator import GoldCurator
 from pipelines.io_service import IOService
 from pipelines.silver_builder import SilverFeatureBuilder
@@ -245,18 +245,27 @@ async def main_async(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data_root", default=os.environ.get("DATA_ROOT", "./demo-data"))
-    ap.add_argument("--date", default="2024-12-16", help="synthetic session date")
-    ap.add_argument("--start_utc", default="14:56", help="HH:MM UTC of the first event")
-    ap.add_argument("--minutes", type=float, default=8.0, help="event-time minutes published")
+    ap = cli.parser("pipelines.demo", __doc__)
+    ap.add_argument("--data_root", default=os.environ.get("DATA_ROOT", "./demo-data"),
+                    help="where the demo's lake goes (env DATA_ROOT overrides the default)")
+    ap.add_argument("--date", type=cli.iso_date, default="2024-12-16",
+                    help="synthetic session date")
+    ap.add_argument("--start_utc", default="14:56", metavar="HH:MM",
+                    help="UTC time of the first streamed event (14:56 UTC = 09:56 ET in "
+                         "December)")
+    ap.add_argument("--minutes", type=float, default=8.0, help="event-time minutes streamed")
     ap.add_argument("--scale", type=float, default=0.5, help="session scale (1.0 = a real day)")
     ap.add_argument("--linger", type=float, default=6.0, help="seconds to stream before stop")
-    ap.add_argument("--keep", action="store_true", help="keep existing bronze/ and silver/")
+    ap.add_argument("--keep", action="store_true", help="keep existing bronze/, silver/, gold/")
     ap.add_argument("--warmup_scale", type=float, default=0.1,
                     help="scale of the three warm-up sessions backfilled for Silver")
     ap.add_argument("--skip_silver", action="store_true", help="stop after Bronze")
-    return asyncio.run(main_async(ap.parse_args(argv)))
+    args = cli.parse(ap, argv)
+    try:
+        dt.datetime.strptime(args.start_utc, "%H:%M")
+    except ValueError:
+        ap.error(f"argument --start_utc: {args.start_utc!r} is not HH:MM")
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from io_connectors.lake.silver_inputs import read_silver_day
 from io_connectors.lake.silver_store import SilverStore
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.training_store import TRAINING, TrainingStore
+from io_connectors.monitoring.batch_progress import Progress
+from pipelines.batch_run import run_batch
 from pipelines.runner_setup import prepare_runner
 from transforms.feature_manifest import load_manifest
 from transforms.gold_training import ConcatenateSignals, causality_check, merge_checks
@@ -67,11 +69,12 @@ class GoldCurator:
     """
 
     def __init__(self, data_root: Optional[str] = None, storage: Optional[LakeStorage] = None,
-                 pipeline_args: Optional[Sequence[str]] = None):
+                 pipeline_args: Optional[Sequence[str]] = None, progress: str = "never"):
         self.storage = storage or LakeStorage(resolve_data_root(data_root))
         self.silver = SilverStore(self.storage)
         self.training = TrainingStore(self.storage)
         self.pipeline_args = list(pipeline_args or [])
+        self.progress = progress        # batch_progress mode: auto, always, never
 
     # ---- promotion ---------------------------------------------------------------------
     def promote_to_training(self, silver_version: str, dataset_name: str, notes: str = "",
@@ -97,17 +100,27 @@ class GoldCurator:
             raise KeyError(f"{silver_version}: dates not built: {missing or 'none built'}")
         exists = self.training.exists(dataset_name)
         if exists and not force:
-            raise PromotionError(f"Gold dataset {dataset_name!r} exists; pass force=True "
-                                 "(--force) to replace it")
+            raise PromotionError(f"Gold dataset {dataset_name!r} exists; replace it with "
+                                 "force (--force on the command line)")
         staged = self.training.new_staging_file(dataset_name)
+        progress = Progress(f"gold {dataset_name}", self.progress)
+        checked = wanted[-causality_dates:] if causality_dates > 0 else []
+        progress.task("steps", total=2 + len(checked), unit="step")
         try:
+            progress.phase(f"reading {len(wanted)} Silver date(s) of {silver_version}")
             self._run_pipeline(silver_version, wanted, staged)
             data = self.training.read_bytes(staged)
             table = self.training.read_table(staged)
+            progress.update(steps=1)
             causality = None
-            if causality_dates > 0:
-                causality = merge_checks([self._causality(manifest, silver_version, d)
-                                          for d in wanted[-causality_dates:]])
+            if checked:
+                results = []
+                for i, d in enumerate(checked):
+                    progress.phase(f"gate causality: rebuilding {d} from Bronze")
+                    results.append(self._causality(manifest, silver_version, d))
+                    progress.update(steps=2 + i)
+                causality = merge_checks(results)
+            progress.phase("gates, then publishing")
             gates = promotion_gates(table, manifest, self.silver.read_validation(silver_version),
                                     causality, wanted)
             overrides = {}
@@ -125,8 +138,11 @@ class GoldCurator:
                 dataset_name, silver_version, manifest, table, notes, gates, overrides,
                 hashlib.sha256(data).hexdigest(), _now(), _silver_code(doc, wanted))
             self.training.publish(staged, dataset_name, metadata)
+            progress.update(steps=2 + len(checked))
+            progress.phase("published")
         finally:
             self.training.discard(staged)
+            progress.close()
         _LOG.info("promoted %s -> %s (%d signals)", silver_version,
                   self.training.data_file(dataset_name), table.num_rows)
         return {"dataset_name": dataset_name, "path": self.training.data_file(dataset_name),
@@ -138,11 +154,12 @@ class GoldCurator:
     def _run_pipeline(self, version: str, dates: list[str], staged: str) -> None:
         options = PipelineOptions(self.pipeline_args or ["--runner=DirectRunner"])
         prepare_runner(options, streaming=False)
-        with beam.Pipeline(options=options) as p:
-            _ = (p | "Dates" >> beam.Create(dates)
-                 | "ReadSilver" >> ReadSilverSignals(self.storage, version)
-                 | "Concatenate" >> ConcatenateSignals()
-                 | "Stage" >> WriteStagedTable(self.storage, staged, parquet_options()))
+        p = beam.Pipeline(options=options)
+        _ = (p | "Dates" >> beam.Create(dates)
+             | "ReadSilver" >> ReadSilverSignals(self.storage, version)
+             | "Concatenate" >> ConcatenateSignals()
+             | "Stage" >> WriteStagedTable(self.storage, staged, parquet_options()))
+        run_batch(p)
 
     def _causality(self, manifest, version: str, date: str) -> dict:
         try:

@@ -85,7 +85,7 @@ def _prepare(options: GoldStreamOptions, cfg: StreamConfig):
 
 def main(argv=None) -> int:
     return run_stream("gold_stream", "gold", _prepare, options_cls=GoldStreamOptions,
-                      argv=argv, flush_unit="messages")
+                      argv=argv, flush_unit="messages", doc=__doc__)
 
 
 if __name__ == "__main__":

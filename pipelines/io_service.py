@@ -12,24 +12,33 @@ exits 0 if both drained cleanly.  A pipeline that exits on its own (it already r
 a crashed job itself, see ``--max_restarts``) makes the service drain the other one and
 exit 1, so a supervisor (systemd, Kubernetes) sees the failure.  Each pipeline writes its
 log to ``<log_dir>/<name>.log``.
+
+Observability: each pipeline serves its own metrics on a free loopback port; the service
+logs one progress line for both every ``--progress_s`` seconds and, with
+``--metrics_port``, serves ``/metrics`` (both pipelines' metrics, label ``pipeline``),
+``/healthz`` and ``/readyz`` (200 when both pipelines' checks pass).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
 import sys
+import time
 from typing import Optional, Sequence, Union
 
 from io_connectors.config import ConfigError
+from io_connectors.embedded.nats_server import free_port
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
+from io_connectors.monitoring.exporter import MetricsServer
+from io_connectors.monitoring.federation import FederatedMetrics
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.preflight import StartupError, check_data_root, check_nats
 from pipelines.bronze_writer import BronzeWriter
 from pipelines.gold_writer import GoldWriter
+from pipelines import cli
 from pipelines.runner_setup import configure_logging, fail
 
 _LOG = logging.getLogger("io_service")
@@ -52,13 +61,19 @@ class IOService:
         log = (lambda name: os.path.join(log_dir, f"{name}.log")) if log_dir else (lambda _: None)
         if log_dir:
             os.makedirs(log_dir, exist_ok=True)
+        ports = {"bronze": free_port(), "gold": free_port()}
+        own = lambda role: [f"--metrics_port={ports[role]}", "--metrics_host=127.0.0.1"]
         self.writers = {
             "bronze": BronzeWriter(bus=bus, data_root=self.data_root, runner=runner,
-                                   extra_args=bronze_args, log_path=log("bronze_stream")),
+                                   extra_args=[*own("bronze"), *bronze_args],
+                                   log_path=log("bronze_stream")),
             "gold": GoldWriter(bus=bus, data_root=self.data_root, runner=runner,
-                               extra_args=gold_args, log_path=log("gold_stream")),
+                               extra_args=[*own("gold"), *gold_args],
+                               log_path=log("gold_stream")),
         }
         self.settings = self.writers["bronze"].settings
+        self.metrics = FederatedMetrics({f"{r}_stream": f"http://127.0.0.1:{p}"
+                                         for r, p in ports.items()})
 
     async def start(self, timeout: float = 90.0) -> None:
         """Ensures the streams, launches both pipelines, returns once both consume."""
@@ -99,7 +114,37 @@ class IOService:
         return {n: (c if isinstance(c, int) else 1) for n, c in zip(names, codes)}
 
 
-async def serve(service: IOService) -> int:
+async def _log_progress(service: IOService, every_s: float) -> None:
+    """One line for both pipelines every ``every_s`` seconds (rows/s, lag, dead letters)."""
+    loop = asyncio.get_running_loop()
+    last, then = {}, time.monotonic()
+    while True:
+        await asyncio.sleep(every_s)
+        snap = await loop.run_in_executor(None, service.metrics.snapshot)
+        now = time.monotonic()
+        parts = []
+        for name, s in snap.items():
+            if not s:
+                parts.append(f"{name} not answering")
+                continue
+            rate = (s["rows"] - last.get(name, {}).get("rows", 0)) / (now - then)
+            parts.append(f"{name} {rate:,.0f} rows/s, {s['rows']:,} rows, lag "
+                         f"{s['pending']:,} + {s['ack_pending']:,} unacked, "
+                         f"{s['dead_letters']:,} dead letters, {s['restarts']} restarts")
+        last, then = snap, now
+        _LOG.info("io_service: %s", "; ".join(parts))
+
+
+def metrics_server(service: IOService, host: str, port: int) -> MetricsServer:
+    """The service's endpoint: both pipelines' metrics and checks (started)."""
+    server = MetricsServer([service.metrics], health=service.metrics.health,
+                           ready=service.metrics.ready, host=host, port=port,
+                           process_metrics=False).start()
+    _LOG.info("io_service: metrics at %s/metrics, health at /healthz and /readyz", server.url)
+    return server
+
+
+async def serve(service: IOService, progress_s: float = 10.0) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -118,7 +163,13 @@ async def serve(service: IOService) -> int:
         codes = await service.stop()
         return 0 if all(c == 0 for c in codes.values()) else 1
     starting.result()                    # raises what start-up raised
-    failed = await service.wait(stop_requested)
+    progress = (asyncio.ensure_future(_log_progress(service, progress_s))
+                if progress_s > 0 else None)
+    try:
+        failed = await service.wait(stop_requested)
+    finally:
+        if progress is not None:
+            progress.cancel()
     if failed:
         _LOG.error("pipeline(s) exited on their own: %s; draining the rest", failed)
     else:
@@ -130,17 +181,23 @@ async def serve(service: IOService) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.io_service",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nats_url", default=None)
-    ap.add_argument("--data_root", default=None)
-    ap.add_argument("--runner", default="DirectRunner")
+    ap = cli.parser("pipelines.io_service", __doc__)
+    ap.add_argument("--nats_url", default=None,
+                    help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
+    ap.add_argument("--data_root", default=None,
+                    help="lake root, local path or s3:// (default: env DATA_ROOT, else "
+                         "configs/lake.yaml)")
+    ap.add_argument("--runner", default="DirectRunner",
+                    help="Beam runner of both pipelines (DirectRunner = Prism)")
     ap.add_argument("--log_dir", default=None, help="pipeline logs (default: discarded)")
-    ap.add_argument("--bronze_arg", action="append", default=[],
-                    help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2")
-    ap.add_argument("--gold_arg", action="append", default=[], help="extra gold_stream flag")
-    ap.add_argument("--log_level", default="INFO")
-    args = ap.parse_args(argv)
+    ap.add_argument("--bronze_arg", action="append", default=[], metavar="FLAG",
+                    help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2 "
+                         "(repeatable)")
+    ap.add_argument("--gold_arg", action="append", default=[], metavar="FLAG",
+                    help="extra gold_stream flag (repeatable)")
+    cli.add_monitoring_flags(ap, " (both pipelines)")
+    cli.add_log_level(ap)
+    args = cli.parse(ap, argv)
     configure_logging(args.log_level)
     try:
         service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,
@@ -153,11 +210,21 @@ def main(argv=None) -> int:
         check_data_root(LakeStorage(service.data_root), create=True)
     except StartupError as exc:
         fail(str(exc), exc.exit_code)
+    server = None
+    if args.metrics_port is not None:
+        try:
+            server = metrics_server(service, args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            fail(f"--metrics_host/--metrics_port {args.metrics_host}:{args.metrics_port}: "
+                 f"{exc.strerror or exc}")
     try:
-        return asyncio.run(serve(service))
+        return asyncio.run(serve(service, args.progress_s))
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":

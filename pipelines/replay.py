@@ -7,11 +7,11 @@ Events are merged by ``(ts_event, trades before options before book)``, paced by
 ``Δts / speed`` (gaps capped at 5 s; ``--speed 0`` = as fast as possible) and published
 with a ``Nats-Msg-Id`` derived from each record's identity, so a re-run inside the stream's
 duplicate window adds nothing.  A bounded number of publishes is in flight.  Progress goes
-to stderr; final statistics (events per type, event-time span, wall time, rate) to stdout.
+to stderr (``--progress``); final statistics (events per type, event-time span, wall
+time, rate) to stdout.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import datetime as dt
@@ -24,7 +24,9 @@ from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.preflight import StartupError, check_nats
 from io_connectors.wal.log import WALManager
+from io_connectors.monitoring.batch_progress import Progress
 from io_connectors.wal.publisher import WalPublisher
+from pipelines import cli
 from transforms.pacing import paced
 
 
@@ -54,27 +56,19 @@ def synthetic_events(date: str, scale: float, seed: int) -> Iterator[tuple[str, 
     return synthetic_session(date, scale=scale, seed=seed)
 
 
-class _Progress:
-    def __init__(self, every_s: float = 2.0):
-        self.every_s, self.t0, self.last = every_s, time.monotonic(), 0.0
-
-    def tick(self, n: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= self.every_s:
-            self.last = now
-            el = now - self.t0
-            print(f"\r[replay] {n:>10,} events  {el:7.1f}s  {n / el if el else 0:>9,.0f}/s",
-                  end="\n" if force else "", file=sys.stderr, flush=True)
-
-
 async def replay(events, settings: NatsSettings, speed: float, max_in_flight: int = 20000,
-                 max_gap_s: float = 5.0, wal_dir: Optional[str] = None) -> dict:
+                 max_gap_s: float = 5.0, wal_dir: Optional[str] = None,
+                 progress: str = "auto") -> dict:
     """Publishes ``(subject, event)`` pairs in order; returns statistics.  With ``wal_dir``
     every event goes through a write-ahead log first (``WalPublisher``), and what a
-    crashed earlier run left in it is re-sent before anything new."""
+    crashed earlier run left in it is re-sent before anything new.  ``progress``: the
+    ``batch_progress`` mode of the events-published counter on stderr."""
     counts: collections.Counter = collections.Counter()
     first_ts = last_ts = None
-    progress = _Progress()
+    shown = Progress("replay", progress)
+    shown.task("events", unit="ev")
+    published = [0]
+    shown.poll(lambda: {"events": published[0]})
     recovered = 0
     async with NatsBus(settings, max_in_flight=max_in_flight) as raw_bus:
         bus = raw_bus
@@ -94,13 +88,13 @@ async def replay(events, settings: NatsSettings, speed: float, max_in_flight: in
             first_ts = ts if first_ts is None else min(first_ts, ts)
             last_ts = ts if last_ts is None else max(last_ts, ts)
             counts[subject] += 1
-            progress.tick(sum(counts.values()))
+            published[0] += 1
         await bus.flush()
         if wal_dir:
             await bus.close()
         wall = time.monotonic() - t0
     total = sum(counts.values())
-    progress.tick(total, force=True)
+    shown.close({"events": total})
     fmt = lambda ns: dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat() if ns else None
     return {"events": dict(counts), "total": total, "event_time_start": fmt(first_ts),
             "event_time_end": fmt(last_ts), "wall_s": round(wall, 3),
@@ -109,26 +103,35 @@ async def replay(events, settings: NatsSettings, speed: float, max_in_flight: in
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--source", choices=("dbn", "synthetic"), required=True)
-    ap.add_argument("--files", nargs="+", help="DBN files (with --source dbn)")
-    ap.add_argument("--date", help="session date YYYY-MM-DD (with --source synthetic)")
-    ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = max")
-    ap.add_argument("--include_spreads", action="store_true")
-    ap.add_argument("--max_in_flight", type=int, default=20000)
-    ap.add_argument("--nats_url", default=None)
+    ap = cli.parser("pipelines.replay", __doc__)
+    ap.add_argument("--source", choices=("dbn", "synthetic"), required=True,
+                    help="dbn: Databento DBN files; synthetic: a deterministic ES session")
+    ap.add_argument("--files", nargs="+", metavar="FILE",
+                    help="DBN files, .dbn or .dbn.zst (with --source dbn)")
+    ap.add_argument("--date", type=cli.iso_date, metavar="YYYY-MM-DD",
+                    help="session date (with --source synthetic)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="synthetic session size, 1.0 = about 600k trades")
+    ap.add_argument("--seed", type=int, default=0, help="synthetic session seed")
+    ap.add_argument("--speed", type=float, default=1.0,
+                    help="x real time (gaps capped at 5 s); 0 = as fast as possible")
+    ap.add_argument("--include_spreads", action="store_true",
+                    help="keep calendar-spread instruments (default: skipped, counted)")
+    ap.add_argument("--max_in_flight", type=int, default=20000,
+                    help="publishes awaiting their JetStream confirmation, at most")
+    ap.add_argument("--nats_url", default=None,
+                    help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
     ap.add_argument("--wal", metavar="DIR", default=None,
                     help="publish through a write-ahead log in DIR (store-and-forward: "
                          "re-sends what a crashed run left behind)")
-    ap.add_argument("--write-dbn", metavar="DIR", help="with --source synthetic: write the "
+    ap.add_argument("--write_dbn", metavar="DIR", help="with --source synthetic: write the "
                     "session as DBN files (trades, mbp-10, definition) to DIR, no publishing")
-    args = ap.parse_args(argv)
+    cli.add_progress(ap)
+    args = cli.parse(ap, argv)
     decode_stats = None
     try:
         if args.write_dbn is not None and args.source != "synthetic":
-            raise ConfigError("--write-dbn needs --source synthetic (DBN input is DBN already)")
+            raise ConfigError("--write_dbn needs --source synthetic (DBN input is DBN already)")
         settings = None if args.write_dbn is not None else NatsSettings.resolve(args.nats_url)
         if args.speed < 0:
             raise ConfigError("--speed must be >= 0")
@@ -141,7 +144,6 @@ def main(argv=None) -> int:
         else:
             if not args.date:
                 raise ConfigError("--source synthetic needs --date YYYY-MM-DD")
-            dt.date.fromisoformat(args.date)
             if args.scale <= 0:
                 raise ConfigError("--scale must be > 0")
             events = synthetic_events(args.date, args.scale, args.seed)
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
         return exc.exit_code
     try:
         stats = asyncio.run(replay(events, settings, args.speed, args.max_in_flight,
-                                   wal_dir=args.wal))
+                                   wal_dir=args.wal, progress=args.progress))
     except ConnectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -27,6 +27,17 @@ class UsageError(ValueError):
     """A bad flag or value; the launcher prints it and exits with status 2."""
 
 
+class LocalRunnerOptions(PipelineOptions):
+    """The project's flags of the local runner (Prism started for one run)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--prism_ui", action="store_true", default=False,
+                            help="turn on Prism's web UI (127.0.0.1, --prism_ui_port)")
+        parser.add_argument("--prism_ui_port", type=int, default=None,
+                            help="port of Prism's web UI (default: a free port)")
+
+
 def prism_location(options: PipelineOptions) -> str:
     flag = options.view_as(PrismRunnerOptions).prism_location
     path = flag or os.environ.get("PRISM_LOCATION") or load_config("runner").get("prism_location")

@@ -11,7 +11,6 @@ failed, 2 for a bad flag or manifest.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import sys
@@ -20,6 +19,7 @@ from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.config import ConfigError
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.preflight import StartupError, check_data_root
+from pipelines import cli
 from pipelines.runner_setup import UsageError, configure_logging, fail, reject_unknown_flags
 from pipelines.silver_builder import SilverFeatureBuilder
 from transforms.feature_manifest import ManifestError, load_manifest
@@ -54,25 +54,34 @@ def parse_dates(spec: str, storage: LakeStorage, root: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.silver_build",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", required=True, help="feature-set manifest YAML")
-    parser.add_argument("--dates", required=True, help="D1,D2 | A..B | all")
+    parser = cli.parser("pipelines.silver_build", __doc__)
+    parser.add_argument("--manifest", required=True, metavar="YAML",
+                        help="feature-set manifest, e.g. configs/features/v3.1.0.yaml")
+    parser.add_argument("--dates", required=True, metavar="DATES",
+                        help="D1,D2 (YYYY-MM-DD) | A..B (weekdays from A to B) | all (every "
+                             "date with Bronze futures trades)")
     parser.add_argument("--force", action="store_true", help="rebuild dates already built")
     parser.add_argument("--data_root", default=None,
                         help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
-    parser.add_argument("--log_level", default="INFO")
     parser.add_argument("--json", action="store_true", help="print the stats as JSON")
-    args, beam_args = parser.parse_known_args(argv)
+    cli.add_progress(parser)
+    cli.add_log_level(parser)
+    cli.add_runner_flags(parser)
+    args, rest = cli.parse(parser, argv, known_only=True)
+    beam_args = cli.beam_args(args, rest)
     configure_logging(args.log_level)
     try:
+        reject_unknown_flags(beam_args, cli.option_names(parser))
         manifest = load_manifest(args.manifest)
         storage = LakeStorage(resolve_data_root(args.data_root))
         check_data_root(storage, create=False)          # Bronze must be there to read
         dates = parse_dates(args.dates, storage, manifest.parameter("bronze.symbol_root"))
-        reject_unknown_flags(beam_args, [o for a in parser._actions for o in a.option_strings])
+        if not storage.exists("bronze"):
+            raise UsageError(f"no Bronze under {storage.data_root} (is --data_root right?); "
+                             "nothing was created there")
         builder = SilverFeatureBuilder(storage=storage,
-                                       pipeline_args=beam_args or ["--runner=DirectRunner"])
+                                       pipeline_args=beam_args or ["--runner=DirectRunner"],
+                                       progress=args.progress)
         stats = builder.build_feature_set(manifest, dates, force=args.force)
     except (ManifestError, UsageError, ConfigError, ValueError) as exc:
         fail(str(exc))
@@ -81,25 +90,48 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
-        print(f"silver {stats['version']} -> {storage.path(builder.store.version_dir(stats['version']))}")
-        for d, info in sorted(stats["per_date"].items()):
-            line = f"  {d}  {info['status']:<7} {info['signal_count']:>6} signals"
+        version_dir = storage.path(builder.store.version_dir(stats["version"]))
+        print("\n".join(summary_lines(stats, version_dir)))
+    return 1 if stats["dates_failed"] else 0
+
+
+def summary_lines(stats: dict, version_dir: str) -> list[str]:
+    """The human summary of ``build_feature_set`` stats: one line per date, then the
+    counts, the validation of the version and the outcome.  A failed date is never
+    summarised as passed: the validation covers the dates that are built (it says how
+    many), and the last line says FAILED whenever a date failed or validation failed."""
+    lines = [f"silver {stats['version']} -> {version_dir}"]
+    for d, info in sorted(stats["per_date"].items()):
+        if info["status"] == "built":
+            line = f"  {d}  built   {info['signal_count']:>6} signals"
             if info.get("seconds") is not None:
                 line += f"  {info['seconds']:.2f} s"
-            print(line)
-        for d in stats["dates_skipped"]:
-            print(f"  {d}  skipped (already built; --force rebuilds)")
-        for d, why in sorted(stats["dates_failed"].items()):
-            print(f"  {d}  FAILED  {why}")
-        for d, text in sorted(stats["warnings"].items()):
-            print(f"  {d}  WARNING {text}")
-        for name, what in sorted(stats["validation_failed_checks"].items()):
-            print(f"  validation check {name} FAILED: {what}")
-        print(f"built {len(stats['dates_built'])}, skipped {len(stats['dates_skipped'])}, "
-              f"failed {len(stats['dates_failed'])}; {stats['signal_count']} signals in "
-              f"{stats['build_seconds']:.1f} s; validation "
-              f"{'-' if stats['validation_success'] is None else ('passed' if stats['validation_success'] else 'FAILED (see validation.json)')}")
-    return 1 if stats["dates_failed"] else 0
+            lines.append(line)
+    lines += [f"  {d}  skipped (already built; --force rebuilds)" for d in stats["dates_skipped"]]
+    lines += [f"  {d}  FAILED  {why}" for d, why in sorted(stats["dates_failed"].items())]
+    lines += [f"  {d}  WARNING {text}" for d, text in sorted(stats.get("warnings", {}).items())]
+    lines += [f"  validation check {name} FAILED: {what}"
+              for name, what in sorted(stats.get("validation_failed_checks", {}).items())]
+    requested = (len(stats["dates_built"]) + len(stats["dates_skipped"])
+                 + len(stats["dates_failed"]))
+    failed = len(stats["dates_failed"])
+    lines.append(f"built {len(stats['dates_built'])}, skipped {len(stats['dates_skipped'])}, "
+                 f"{'FAILED' if failed else 'failed'} {failed} of {requested} date(s); "
+                 f"{stats['signal_count']} signals in {stats['build_seconds']:.1f} s")
+    valid = stats["validation_success"]
+    if valid is None:
+        lines.append("validation: not run (no date was built by this run)")
+    else:
+        built_total = stats.get("validated_dates")
+        scope = (f"of the {built_total} built date(s) of {stats['version']}"
+                 if built_total is not None else f"of the built dates of {stats['version']}")
+        lines.append(f"validation {scope}: "
+                     f"{'passed' if valid else 'FAILED (see validation.json)'}"
+                     + (f"; it does not cover the {failed} failed date(s)" if failed else ""))
+    problems = ([f"{failed} date(s) failed"] if failed else []) + (
+        ["validation failed"] if valid is False else [])
+    lines.append(f"result: FAILED ({', '.join(problems)})" if problems else "result: ok")
+    return lines
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_dat
 from io_connectors.lake.silver_inputs import ReadSilverInputs
 from io_connectors.lake.silver_store import EPISODES, SilverStore
 from io_connectors.lake.silver_write import WriteSilverDays
+from io_connectors.monitoring.batch_progress import Progress
+from pipelines.batch_run import run_batch
 from pipelines.runner_setup import prepare_runner
+from transforms.lake_metrics import SILVER_STAGES_DONE
 from transforms.import_closure import project_module_files
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
                                          load_manifest)
@@ -111,10 +114,11 @@ class SilverFeatureBuilder:
     """
 
     def __init__(self, data_root: Optional[str] = None, storage: Optional[LakeStorage] = None,
-                 pipeline_args: Optional[Sequence[str]] = None):
+                 pipeline_args: Optional[Sequence[str]] = None, progress: str = "never"):
         self.storage = storage or LakeStorage(resolve_data_root(data_root))
         self.store = SilverStore(self.storage)
         self.pipeline_args = list(pipeline_args or [])
+        self.progress = progress        # batch_progress mode: auto, always, never
 
     # ---- building ----------------------------------------------------------------------
     def build_feature_set(self, manifest: ManifestLike, dates: Iterable[str],
@@ -155,6 +159,8 @@ class SilverFeatureBuilder:
             "per_date": {r["date"]: {"status": r["status"], "signal_count": r["signal_count"],
                                      "seconds": r.get("seconds")} for r in results},
             "validation_success": None if validation is None else validation["success"],
+            "validated_dates": None if validation is None else len(
+                self.store.built_dates(m.version)),
             "validation_failed_checks": {} if validation is None else failed_checks(validation),
             "warnings": warnings,
         }
@@ -179,15 +185,30 @@ class SilverFeatureBuilder:
         options = PipelineOptions(self.pipeline_args or ["--runner=DirectRunner"])
         prepare_runner(options, streaming=False)
         code = code_version()
-        with beam.Pipeline(options=options) as p:
-            _ = (p
-                 | "Dates" >> beam.Create(dates)
-                 | "ReadBronze" >> ReadSilverInputs(self.storage, m.parameters, m.columns(),
-                                                    m.label_columns)
-                 | "Stages" >> SilverStages(m.stages)
-                 | "Publish" >> WriteSilverDays(self.storage, m.version, run_id, code,
-                                                parquet_options())
-                 | "Progress" >> beam.Map(_log_progress, m.version))
+        p = beam.Pipeline(options=options)
+        _ = (p
+             | "Dates" >> beam.Create(dates)
+             | "ReadBronze" >> ReadSilverInputs(self.storage, m.parameters, m.columns(),
+                                                m.label_columns)
+             | "Stages" >> SilverStages(m.stages)
+             | "Publish" >> WriteSilverDays(self.storage, m.version, run_id, code,
+                                            parquet_options())
+             | "Progress" >> beam.Map(_log_progress, m.version))
+        with Progress(f"silver {m.version}", self.progress) as progress:
+            progress.task("dates", total=len(dates), unit="date")
+            progress.task("stages", total=len(dates) * len(m.stages), unit="stage")
+            run_dir = self.store.run_dir(m.version, run_id)
+
+            def read(committed, attempted):
+                done = len(self.storage.list_files(run_dir, suffix=".json"))
+                stages = done * len(m.stages)
+                if committed is not None:   # + the date in flight (progress reports)
+                    stages = max(stages, min(committed.get(SILVER_STAGES_DONE, 0)
+                                             + attempted.get(SILVER_STAGES_DONE, 0),
+                                             min(done + 1, len(dates)) * len(m.stages)))
+                return {"dates": done, "stages": stages}
+            run_batch(p, progress, read)
+            progress.close(read(None, None))
 
     def _write_version_files(self, m: FeatureManifest) -> dict:
         dates = self.store.built_dates(m.version)

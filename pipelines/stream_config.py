@@ -13,9 +13,9 @@ exit code.  A signal during the start-up checks ends the process at once (exit 0
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import sys
 import uuid
 from typing import Callable, Optional, Sequence
 
@@ -27,13 +27,16 @@ from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.ack import InProgress
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, consumer_spec
+from io_connectors.monitoring.exporter import MetricsServer
+from io_connectors.monitoring.stream_monitor import StreamMonitor, summary
 from io_connectors.preflight import StartupError, check_data_root, check_nats
 from io_connectors.retry_policy import RetryPolicy
+from pipelines.cli import add_log_level, add_monitoring_flags, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
 from pipelines.streaming_launcher import (StopRequested, StopSignals, exit_within,
-                                          quiet_permanent_errors, run_supervised, summarize)
+                                          quiet_permanent_errors, run_supervised)
 
 
 class StreamOptions(PipelineOptions):
@@ -45,17 +48,29 @@ class StreamOptions(PipelineOptions):
                             help="NATS server URL (default: env NATS_URL, else configs/streams.yaml)")
         parser.add_argument("--data_root", default=None,
                             help="lake root, local path or s3:// (default: env DATA_ROOT, else configs/lake.yaml)")
-        parser.add_argument("--durable", default=None, help="durable consumer name override")
-        parser.add_argument("--ack_wait_s", type=float, default=None)
-        parser.add_argument("--max_ack_pending", type=int, default=None)
-        parser.add_argument("--flush_max_events", type=int, default=None)
-        parser.add_argument("--flush_max_seconds", type=float, default=None)
-        parser.add_argument("--num_readers", type=int, default=1)
+        parser.add_argument("--durable", default=None,
+                            help="durable consumer name (default: configs/streams.yaml consumers.<role>)")
+        parser.add_argument("--ack_wait_s", type=float, default=None,
+                            help="seconds JetStream waits for an ack before redelivering "
+                                 "(default: configs/streams.yaml)")
+        parser.add_argument("--max_ack_pending", type=int, default=None,
+                            help="messages delivered but not yet acked, at most "
+                                 "(default: configs/streams.yaml)")
+        parser.add_argument("--flush_max_events", type=int, default=None,
+                            help="a shard is written after this many events per partition "
+                                 "(default: configs/lake.yaml flush.<role>)")
+        parser.add_argument("--flush_max_seconds", type=float, default=None,
+                            help="... or this many seconds after its first event "
+                                 "(default: configs/lake.yaml flush.<role>)")
+        parser.add_argument("--num_readers", type=int, default=1,
+                            help="parallel readers in the consumer's queue group")
         parser.add_argument("--stop_at_end", action="store_true",
                             help="bounded: stop once the consumer has nothing pending")
         parser.add_argument("--max_messages", type=int, default=None,
                             help="bounded: stop after this many messages")
-        parser.add_argument("--run_id", default=None, help="names the drain control subject")
+        parser.add_argument("--run_id", default=None,
+                            help="names the drain control subject _lake.control.<run_id>.drain "
+                                 "(default: random)")
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
@@ -65,7 +80,8 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--shutdown_timeout_s", type=float, default=None,
                             help="a drain longer than this is cancelled (exit 1; default: "
                                  "configs/lake.yaml shutdown_timeout_s)")
-        parser.add_argument("--log_level", default="INFO")
+        add_monitoring_flags(parser)
+        add_log_level(parser)
 
 
 def _flush_rule(role: str, o: StreamOptions) -> tuple[int, float]:
@@ -155,13 +171,13 @@ Prepare = Callable[[StreamOptions, StreamConfig], Callable[[beam.Pipeline], obje
 
 def run_stream(name: str, role: str, prepare: Prepare,
                options_cls: type = StreamOptions, argv: Optional[Sequence[str]] = None,
-               flush_unit: str = "events") -> int:
+               flush_unit: str = "events", doc: Optional[str] = None) -> int:
     """Main of a streaming pipeline: flags -> config -> start-up checks -> supervised run;
     returns the exit code (0: ended or drained, or stopped by a signal before it started;
     1: failed, unreachable or drain timed out).  Exits 2 on a bad flag or config value,
     before anything starts."""
     log = logging.getLogger(name)
-    args = list(argv) if argv is not None else sys.argv[1:]
+    args = parse_options_cli(f"pipelines.{name}", doc, options_cls, argv)
     options = options_cls(args)
     o = options.view_as(options_cls)
     configure_logging(o.log_level)
@@ -196,11 +212,40 @@ def run_stream(name: str, role: str, prepare: Prepare,
         log.info("%s: %s -> %s (consumer %s, flush %d %s / %.1fs, drain subject %s)", name,
                  cfg.nats.url, cfg.storage.data_root, cfg.consumer.durable, cfg.max_events,
                  flush_unit, cfg.max_seconds, cfg.control_subject)
-        tune_gc_for_streaming()
-        code, result = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
-                                      cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
-                                      backoff_s=cfg.restart_backoff_s, signals=signals)
-    log.info("%s finished (exit %d): %s", name, code, summarize(result))
+        with observed(name, cfg, o, log) as monitor:
+            tune_gc_for_streaming()
+            code, _ = run_supervised(make_pipeline, cfg.nats, cfg.control_subject,
+                                     cfg.shutdown_timeout_s, max_restarts=cfg.max_restarts,
+                                     backoff_s=cfg.restart_backoff_s, signals=signals,
+                                     monitor=monitor)
+            log.info("%s finished (exit %d): %s; %d restarts", name, code,
+                     summary(monitor.totals()), monitor.restarts)
     if argv is None:             # the process's own command line: it ends with this run
         exit_within(code)
     return code
+
+
+@contextlib.contextmanager
+def observed(name: str, cfg: StreamConfig, o: StreamOptions, log: logging.Logger):
+    """A ``StreamMonitor`` of the run (progress every ``--progress_s``), and with
+    ``--metrics_port`` its Prometheus endpoint, for the duration of the block."""
+    monitor = StreamMonitor(name, cfg.nats, cfg.consumer, progress_s=o.progress_s,
+                            poll_s=min(2.0, o.progress_s) if o.progress_s > 0 else 2.0,
+                            log=log)
+    server = None
+    if o.metrics_port is not None:
+        try:
+            server = MetricsServer([monitor], health=monitor.health, ready=monitor.ready,
+                                   host=o.metrics_host, port=o.metrics_port).start()
+        except OSError as exc:
+            fail(f"--metrics_host/--metrics_port {o.metrics_host}:{o.metrics_port}: "
+                 f"{exc.strerror or exc}")
+        log.info("%s: metrics at %s/metrics, health at /healthz and /readyz", name,
+                 server.url)
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        if server is not None:
+            server.close()
+        monitor.close()

@@ -36,7 +36,8 @@ from io_connectors.nats import async_runtime
 from io_connectors.nats import source as nats_source
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.retry_policy import abandon_retries
-from pipelines.prism_service import prism_job_endpoint
+from io_connectors.monitoring.job_metrics import lake_counters
+from pipelines.prism_service import local_runner
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,15 +54,8 @@ def _publish_drain(settings: NatsSettings, subject: str) -> None:
 
 
 def summarize(result) -> dict:
-    """Counters of the lake namespace (rows_written, files_written) from the job's metrics."""
-    out = {}
-    try:
-        for c in result.metrics().query()["counters"]:
-            if c.key.metric.namespace == "lake":
-                out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
-    except Exception:  # pylint: disable=broad-except
-        pass
-    return out
+    """Committed counters of the lake namespace (rows_written/<dataset>, …) of a job."""
+    return lake_counters(result, live=False) or {}
 
 
 def _fetch_metrics(result) -> None:
@@ -225,19 +219,22 @@ def _job_ran() -> bool:
 
 def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
                       shutdown_timeout_s: float, status: Optional[dict] = None,
-                      signals: Optional[StopSignals] = None) -> tuple[int, object]:
+                      signals: Optional[StopSignals] = None,
+                      monitor=None) -> tuple[int, object]:
     """Runs ``pipeline``; returns (exit code, result).  ``status`` (if given) receives
     ``signalled`` (a drain was requested), ``failed`` (the job failed on its own),
     ``error`` (its failure, one line), ``permanent`` (that failure is permanent) and
     ``ran`` (the job had been running).  ``signals``: the run's ``StopSignals`` (default:
-    installed here for this job only)."""
+    installed here for this job only).  ``monitor`` (a ``StreamMonitor``, optional) is
+    told when the job starts, drains and ends (its final counters are read before the job
+    service stops)."""
     status = {} if status is None else status
     status.update(signalled=False, failed=False, error=None, permanent=False, ran=False)
     if signals is None:
         with StopSignals() as own:
             own.running()
             return run_until_drained(pipeline, settings, control_subject,
-                                     shutdown_timeout_s, status, own)
+                                     shutdown_timeout_s, status, own, monitor)
     nats_source.reset_drain()
     prism = contextlib.ExitStack()
     result = None
@@ -253,12 +250,14 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
     try:
         # Prism: started here (prism_job_endpoint: no gRPC reconnect back-off at start-up),
         # or by pipeline.run(); either way it dies with this process.
-        prism.enter_context(prism_job_endpoint(pipeline.options))
+        prism.enter_context(local_runner(pipeline.options))
         if signals.count:
             status["signalled"] = True
             _LOG.info("stopped before the job started")
             return 0, None
         result = pipeline.run()
+        if monitor is not None:
+            monitor.job_started(result)
         done = threading.Event()
         outcome: dict = {}
 
@@ -276,6 +275,8 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
             if signals.count and drain_started is None:
                 status["signalled"] = True
                 drain_started = time.monotonic()
+                if monitor is not None:
+                    monitor.set_phase("draining")
                 nats_source.request_drain()
                 threading.Thread(target=_publish_drain, args=(settings, control_subject),
                                  daemon=True).start()
@@ -298,14 +299,16 @@ def run_until_drained(pipeline, settings: NatsSettings, control_subject: str,
     finally:
         if result is not None:
             _bounded(lambda: _fetch_metrics(result), 10)   # the job service goes with Prism
+            if monitor is not None:
+                _bounded(lambda: monitor.job_ended(result), 10)
         prism.close()
 
 
 def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
                    control_subject: str, shutdown_timeout_s: float, max_restarts: int = 5,
                    restart_window_s: float = 600.0, backoff_s: float = 1.0,
-                   max_backoff_s: float = 30.0, signals: Optional[StopSignals] = None
-                   ) -> tuple[int, object]:
+                   max_backoff_s: float = 30.0, signals: Optional[StopSignals] = None,
+                   monitor=None) -> tuple[int, object]:
     """``run_until_drained`` that restarts a job which FAILED ON ITS OWN (e.g. the runner
     crashed) after it had been running, at most ``max_restarts`` times within
     ``restart_window_s``, waiting ``backoff_s`` doubling up to ``max_backoff_s`` before
@@ -321,13 +324,23 @@ def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
             own.running()
             return run_supervised(make_pipeline, settings, control_subject,
                                   shutdown_timeout_s, max_restarts, restart_window_s,
-                                  backoff_s, max_backoff_s, own)
+                                  backoff_s, max_backoff_s, own, monitor)
+    code, result = _supervise(make_pipeline, settings, control_subject, shutdown_timeout_s,
+                              max_restarts, restart_window_s, backoff_s, max_backoff_s,
+                              signals, monitor)
+    if monitor is not None:
+        monitor.set_phase("stopped" if code == 0 else "failed")
+    return code, result
+
+
+def _supervise(make_pipeline, settings, control_subject, shutdown_timeout_s, max_restarts,
+               restart_window_s, backoff_s, max_backoff_s, signals, monitor):
     recent: collections.deque = collections.deque()
     wait_s = backoff_s
     while True:
         status: dict = {}
         code, result = run_until_drained(make_pipeline(), settings, control_subject,
-                                         shutdown_timeout_s, status, signals)
+                                         shutdown_timeout_s, status, signals, monitor)
         if code == 0 or status["signalled"] or not status["failed"]:
             return code, result
         if status["permanent"]:
@@ -344,6 +357,8 @@ def run_supervised(make_pipeline: Callable[[], object], settings: NatsSettings,
                        restart_window_s)
             return code, result
         recent.append(now)
+        if monitor is not None:
+            monitor.restarted()
         _LOG.warning("pipeline failed on its own; restarting in %.0fs (%d/%d within %.0fs); "
                      "messages it had not acked are redelivered after ack_wait", wait_s,
                      len(recent), max_restarts, restart_window_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import re
 import subprocess
 import sys
 
@@ -78,6 +79,7 @@ def test_columnar_backfill_writes_exactly_the_per_message_files(session, tmp_pat
     files, _, want = session
     root = str(tmp_path / "lake")
     log = backfill(files, root, "--runner=DirectRunner")        # Prism, one worker
+    assert "[backfill]" not in log                   # no progress off a terminal by default
     got = lake_files(root)
     assert sorted(got) == sorted(want)
     for rel, table in want.items():
@@ -95,8 +97,12 @@ def test_columnar_backfill_writes_exactly_the_per_message_files(session, tmp_pat
 def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
     files, _, want = session
     root = str(tmp_path / "lake")
-    log = backfill(files, root, *MULTI, "--block_mb=0.02")      # ~40 blocks
+    log = backfill(files, root, *MULTI, "--block_mb=0.02", "--progress=always")  # ~40 blocks
     assert "blocks decoded by 2 workers, shard keys written by 2" in log
+    # progress asked for: read from the staging records while the job runs, then final
+    final = re.findall(r"\[backfill\] files (\d+)/(\d+), blocks (\d+)/(\d+), rows ([\d,]+)", log)
+    assert final and final[-1][0] == final[-1][1] == str(len(files))
+    assert final[-1][2] == final[-1][3] and int(final[-1][2]) >= 20
     got = lake_files(root)
     assert sorted(got) == sorted(want)
     assert all(got[rel].equals(t) for rel, t in want.items())

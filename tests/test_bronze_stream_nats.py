@@ -158,13 +158,17 @@ def _prism_children(pid: int) -> list[int]:
 def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
     """Prism dying under the pipeline (it panicked once under load) must not stop the
     service: the launcher restarts the job, and the events of the crashed run come back."""
+    from io_connectors.embedded.nats_server import free_port
+    from tests.test_metrics import samples, value
     data_root = str(tmp_path / "lake")
     events = _mixed_events()
     half = len(events) // 2
     publish(nats_server.url, events[:half])
+    port = free_port()
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
                           f"--data_root={data_root}", "--flush_max_seconds=1",
-                          "--ack_wait_s=12", log_path=str(tmp_path / "a.log"))
+                          "--ack_wait_s=12", f"--metrics_port={port}",
+                          log_path=str(tmp_path / "a.log"))
     try:
         wait_for(lambda: count_rows(data_root, "futures/trades") >= 1000, 120,
                  interval=0.05, message="first shards")
@@ -178,6 +182,9 @@ def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
         def unique_rows():
             return _unique_rows(data_root) == len(events)
         wait_for(unique_rows, 120, interval=1.0, message="every event after the restart")
+        snap = samples(f"http://127.0.0.1:{port}")          # /metrics counts the restart
+        assert value(snap, "marketlake_job_restarts_total") == 1
+        assert value(snap, "marketlake_rows_written_total") > 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
     finally:

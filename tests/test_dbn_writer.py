@@ -266,4 +266,4 @@ def test_cli_write_dbn_with_dbn_source_is_an_error(tmp_path):
     p = run_replay("--source", "dbn", "--files", str(tmp_path / "x.dbn"),
                    "--write-dbn", str(tmp_path / "out"))
     assert p.returncode == 2
-    assert "--write-dbn" in p.stderr and not (tmp_path / "out").exists()
+    assert "--write_dbn" in p.stderr and not (tmp_path / "out").exists()

@@ -135,8 +135,10 @@ def test_cli_promote_validate_and_list(lake, prism_path):
                                f"--data_root={lake.data_root}", "--log_level=WARNING",
                                f"--prism_location={prism_path}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=180)
-    out = cli("--silver_version", "v3.1.0", "--dataset", "cli_set", "--force")
+    out = cli("--silver_version", "v3.1.0", "--dataset", "cli_set", "--force",
+              "--progress=always")
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "[gold cli_set] steps 3/3; published" in out.stderr
     assert re.search(r"gate causality +passed", out.stdout) and "cli_set.parquet" in out.stdout
     assert re.search(r"gate silver_validation +passed", out.stdout)
     out = cli("--validate", "cli_set")

@@ -220,6 +220,19 @@ def test_cli_rejects_a_misspelled_flag_naming_it(tmp_path):
     assert out.returncode == 2 and "unknown flag --froce (did you mean --force?)" in out.stderr
 
 
+def test_cli_build_shows_progress_only_when_asked(built, lake, prism_path):
+    """Quiet by default when stderr is not a terminal; --progress always prints the dates
+    and stages done (read from the lake and from the running job) on stderr."""
+    common = ("--manifest", MANIFEST_PATH, "--dates", DAYS[-1], "--force",
+              "--data_root", lake.data_root, f"--prism_location={prism_path}")
+    out = _cli(*common, "--progress", "always", "--log_level", "WARNING")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "[silver v3.1.0] dates 1/1, stages 18/18" in out.stderr
+    assert "result: ok" in out.stdout
+    quiet = _cli(*common, "--log_level", "WARNING")
+    assert quiet.returncode == 0 and "[silver" not in quiet.stderr and "dates" not in quiet.stderr
+
+
 def test_v320_builds_beside_v310_compares_and_validation_passes(built, lake):
     """v3.2.0 is built into its own version beside v3.1.0 (which is untouched); the
     comparison lists added, removed and redefined columns; the dead-feature checks report

@@ -176,5 +176,54 @@ def test_wal_publisher_resends_what_a_crashed_run_left_and_jetstream_drops_copie
     assert recovered == 300 and duplicates == 100          # JetStream dropped the copies
     assert stream_message_count(nats_server.url, "MARKET_DATA") == 420
     assert wal.checkpointed_seq == 420
+    assert _segments(d) == []                   # a completed run leaves no dead segment
     with WALManager(d) as again:
         assert list(again.replay()) == []
+        assert again.append("s", b"next") == 421     # sequence numbers never repeat
+
+
+def test_close_keeps_a_segment_with_unconfirmed_records_and_drops_a_confirmed_one(tmp_path):
+    d = str(tmp_path / "wal")
+    with WALManager(d) as wal:
+        for p in _payloads(5):
+            wal.append("s", p)
+        wal.flush()
+        wal.checkpoint(3)
+    assert len(_segments(d)) == 1                          # records 4 and 5 are not downstream
+    with WALManager(d) as wal:
+        assert [r.seq for r in wal.replay()] == [4, 5]
+        wal.checkpoint(5)
+    assert _segments(d) == []
+    with WALManager(d) as wal:
+        assert wal.last_seq == 5 and list(wal.replay()) == []
+
+
+def test_opening_deletes_segments_a_killed_run_left_fully_checkpointed(tmp_path):
+    d = str(tmp_path / "wal")
+    code = ("import sys, os; sys.path.insert(0, %r)\n"
+            "from io_connectors.wal.log import WALManager\n"
+            "w = WALManager(%r, segment_bytes=300)\n"
+            "for i in range(20):\n"
+            "    w.append('s', {'i': i, 'pad': 'x' * 50}); w.flush()\n"
+            "w.checkpoint(20)\n"
+            "os._exit(0)\n") % (ROOT, d)             # killed: no close()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(_segments(d)) == 1                          # the active one stayed behind
+    with WALManager(d) as wal:
+        assert _segments(d) == [] and wal.last_seq == 20
+
+
+def test_a_completed_replay_wal_run_leaves_no_segment(nats_server, tmp_path):
+    from tests.helpers import stream_message_count
+    d = tmp_path / "wal"
+    r = subprocess.run([sys.executable, "-m", "pipelines.replay", "--source", "synthetic",
+                        "--date", "2024-12-16", "--scale", "0.01", "--speed", "0",
+                        f"--nats_url={nats_server.url}", "--wal", str(d)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    total = int(next(l for l in r.stdout.splitlines() if l.startswith("total:")).split()[1])
+    assert total > 1000
+    assert stream_message_count(nats_server.url, "MARKET_DATA") + stream_message_count(
+        nats_server.url, "LEVEL_SIGNALS") == total
+    assert _segments(str(d)) == []
+    assert sorted(os.listdir(d)) == [".lock", "checkpoint.json"]

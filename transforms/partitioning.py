@@ -48,6 +48,11 @@ def shard_key(dataset: str, partition: str, date: str, hour: int) -> str:
 bronze_key = shard_key
 
 
+def shard_dataset(key: str) -> str:
+    """The dataset part of a shard key (``futures/trades``, ``_dead_letter``, ...)."""
+    return key.split(SEP, 1)[0]
+
+
 def dead_letter_key(date: str) -> str:
     return SEP.join((DEAD_LETTER_PATH, date))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Callable, ContextManager, NamedTuple, Optional
 
 import apache_beam as beam
@@ -32,6 +33,9 @@ from apache_beam.metrics import Metrics
 
 from io_connectors.lake.storage import LakeStorage, shard_name
 from io_connectors.retry_policy import RetryPolicy
+from transforms import lake_metrics as lm
+from transforms.partitioning import shard_dataset
+from transforms.schemas import DEAD_LETTER_PATH
 from transforms.shards import as_shard, shard_rows
 
 _LOG = logging.getLogger(__name__)
@@ -57,10 +61,14 @@ class _WriteShardDoFn(beam.DoFn):
         self._compression = compression
         self._retry = retry
         self._hold = hold
-        self._rows = Metrics.counter("lake", "rows_written")
-        self._files = Metrics.counter("lake", "files_written")
-        self._present = Metrics.counter("lake", "files_already_present")
-        self._without_rows = Metrics.counter("lake", "messages_without_rows")
+        self._counters: dict = {}
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Beam counter ``lake/<name>`` (see ``transforms.lake_metrics``), per shard."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter(lm.NAMESPACE, name)
+        counter.inc(n)
 
     def setup(self):
         if self._retry is None:
@@ -73,21 +81,37 @@ class _WriteShardDoFn(beam.DoFn):
                   if self._content_addressed else None)
         tokens, table = as_shard(value, schema, sort_col)
         if not table.num_rows:           # nothing to write: its messages are done
-            self._without_rows.inc(len(tokens))
+            if tokens:
+                self._count(lm.MESSAGES_WITHOUT_ROWS, len(tokens))
             yield WrittenShard(None, 0, tokens)
             return
         first_ts = table[sort_col][0].as_py()
         hold = (lambda: self._hold(tokens)) if self._hold is not None and tokens else None
+        started = time.perf_counter()
         rel = self._retry.call(lambda: self._write(folder, table, first_ts, digest),
                                f"write of a {table.num_rows}-row shard to "
                                f"{self._storage.data_root}/{folder}", hold)
+        seconds = time.perf_counter() - started
         if rel is None:                  # the same content is already in the lake
-            self._present.inc()
+            self._count(lm.FILES_ALREADY_PRESENT)
             yield WrittenShard(None, 0, tokens)
             return
-        self._rows.inc(table.num_rows)
-        self._files.inc()
+        self._count_written(key, table, seconds)
         yield WrittenShard(rel, table.num_rows, tokens)
+
+    def _count_written(self, key, table, seconds) -> None:
+        dataset = shard_dataset(key)
+        self._count(lm.labelled(lm.ROWS_WRITTEN, dataset), table.num_rows)
+        self._count(lm.labelled(lm.FILES_WRITTEN, dataset))
+        self._count(lm.labelled(lm.SHARD_WRITE_SECONDS, lm.write_bucket(seconds)))
+        self._count(lm.labelled(lm.SHARD_WRITE_SECONDS, lm.SUM_US), int(seconds * 1e6))
+        if dataset == DEAD_LETTER_PATH:
+            classes: dict = {}
+            for reason in table.column("reason").to_pylist():
+                name = lm.reason_class(reason)
+                classes[name] = classes.get(name, 0) + 1
+            for name, n in classes.items():
+                self._count(lm.labelled(lm.DEAD_LETTERS, name), n)
 
     def _write(self, folder, table, first_ts_ns, digest) -> Optional[str]:
         """One attempt: the relative path written, or None if a content-addressed file

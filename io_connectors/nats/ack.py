@@ -31,10 +31,12 @@ import re
 from typing import Iterable
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from io_connectors.nats import async_runtime, inflight
 from io_connectors.nats.client_internals import can_send_raw, send_raw
 from io_connectors.nats.settings import NatsSettings
+from transforms import lake_metrics as lm
 
 _LOG = logging.getLogger(__name__)
 ACK = b"+ACK"
@@ -119,13 +121,17 @@ class InProgress:
 class _AckDoFn(beam.DoFn):
     def __init__(self, settings: NatsSettings):
         self._settings = settings
+        self._acked = Metrics.counter(lm.NAMESPACE, lm.MESSAGES_ACKED)
+        self._failed = Metrics.counter(lm.NAMESPACE, lm.ACK_FAILURES)
 
     def process(self, written):
         path, rows, tokens = written
         if tokens:
             try:
                 ack(self._settings, tokens)
+                self._acked.inc(len(tokens))
             except Exception:  # pylint: disable=broad-except
+                self._failed.inc(len(tokens))
                 # Not acked: JetStream redelivers; readers drop the duplicate of a written row.
                 _LOG.warning("could not ack %d messages of %s", len(tokens),
                              path or "a shard without a file", exc_info=True)

@@ -39,6 +39,7 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io.unbounded_source import (CheckpointMark, ReadFromUnboundedSource,
                                              UnboundedReader, UnboundedSource)
+from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from io_connectors.nats import async_runtime, inflight
@@ -46,6 +47,7 @@ from io_connectors.nats.ack import in_progress, parse_ack_token
 from io_connectors.nats.fast_delivery import deliver_into
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_streams
+from transforms.lake_metrics import EVENTS_READ, NAMESPACE
 
 _LOG = logging.getLogger(__name__)
 _LOCAL_DRAIN = threading.Event()
@@ -161,6 +163,7 @@ class _SharedSubscription:
         self.subs: list = []
         self.watermark = Timestamp(0)
         self.emitted = 0
+        self._read_counter = Metrics.counter(NAMESPACE, EVENTS_READ)    # per batch
         self.saw_end = False       # a delivered message reported 0 pending
         self.draining = False
         self.finished = False
@@ -297,6 +300,7 @@ class _SharedSubscription:
             self.watermark = ts
         self.emitted += len(out)
         inflight.emitted(tokens)
+        self._read_counter.inc(len(out))
         return out
 
 

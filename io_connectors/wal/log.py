@@ -16,8 +16,11 @@ Guarantees (and the original's defects they answer):
 - ``flush`` writes and fsyncs the segment (and the folder when a segment is created):
   after it returns, every appended record survives a crash of the process or machine.
 - Only sealed segments whose every record is at or below the checkpoint are deleted; the
-  active segment is never deleted or rewritten, so nothing appended after a checkpoint can
-  be lost by one (the original's clear() could delete events appended after its swap).
+  active segment is never deleted or rewritten while it is appended to, so nothing appended
+  after a checkpoint can be lost by one (the original's clear() could delete events
+  appended after its swap).  ``close`` seals the active segment and deletes it too when
+  all of it is checkpointed, and opening a log deletes the segments a previous run left
+  fully checkpointed: a completed run leaves no dead segment behind.
 - Corruption is never skipped silently.  On open, a damaged record at the very end of the
   newest segment with nothing valid after it is a torn write of data that was never
   flushed: it is cut off and logged.  Anything else (a bad record followed by valid ones,
@@ -143,6 +146,7 @@ class WALManager:
     def _recover(self) -> int:
         last = self._checkpoint
         paths = self._segment_paths()
+        dead = False
         for i, path in enumerate(paths):
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -170,9 +174,16 @@ class WALManager:
                         continue
             if seg_last is not None:
                 last = max(last, seg_last)
-                self._segments.append((path, first, seg_last))
-            elif os.path.getsize(path) == 0 and i < len(paths) - 1:
+                if seg_last <= self._checkpoint:       # all downstream: a dead segment
+                    os.unlink(path)
+                    dead = True
+                else:
+                    self._segments.append((path, first, seg_last))
+            elif os.path.getsize(path) == 0:
                 os.unlink(path)
+                dead = True
+        if dead:
+            fsync_dir(self.directory)
         return last
 
     def _corrupt(self, path: str, offset: int) -> None:
@@ -293,11 +304,17 @@ class WALManager:
         return len(self._segments) + (1 if self._active is not None else 0)
 
     def close(self) -> None:
+        """Flushes, seals the active segment (deleted when all of it is checkpointed) and
+        releases the folder."""
         with self._lock:
             self.flush()
             if self._active is not None:
-                self._active[1].close()
+                path, fh, _ = self._active
+                fh.close()
                 self._active = None
+                if self.durable_seq <= self._checkpoint:
+                    os.unlink(path)
+                    fsync_dir(self.directory)
             if not self._lockfile.closed:
                 fcntl.flock(self._lockfile, fcntl.LOCK_UN)
                 self._lockfile.close()

@@ -19,7 +19,9 @@ import time
 from typing import Sequence
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
+from transforms.lake_metrics import NAMESPACE, SILVER_STAGES_DONE
 from transforms.silver.day import SilverDay
 from transforms.silver.stages import apply_stage, stage_function
 
@@ -39,6 +41,7 @@ class _StagesDoFn(beam.DoFn):
         super().__init__()
         self.names = list(names)
         self._fns = None
+        self._done = Metrics.counter(NAMESPACE, SILVER_STAGES_DONE)     # progress
 
     def setup(self):
         self._fns = [stage_function(n) for n in self.names]
@@ -46,6 +49,7 @@ class _StagesDoFn(beam.DoFn):
     def process(self, day):
         for name, fn in zip(self.names, self._fns):
             day = _timed(name, day, fn)
+            self._done.inc()
         yield day
 
 
