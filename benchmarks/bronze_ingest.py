@@ -58,12 +58,13 @@ from typing import Optional
 
 import nats
 import orjson
+from nats.js import api
 import pyarrow.parquet as pq
 
 from io_connectors.lake.storage import LakeStorage, parquet_options, shard_name
 from io_connectors.nats.ack import parse_ack_token
 from io_connectors.embedded.nats_server import EmbeddedNatsServer
-from io_connectors.nats.streams import consumer_spec, ensure_consumer, ensure_streams
+from io_connectors.nats.streams import consumer_spec, ensure_streams
 from transforms.arrow_rows import rows_to_table
 from transforms.market_parse import InvalidEvent, parse_market_event, utc_date_hour
 from transforms.partitioning import bronze_key, dead_letter_key, shard_layout
@@ -604,7 +605,11 @@ async def baseline_consumer(url: str, data_root: str, stop_at_end: bool,
     nc = await _connect(url)
     js = nc.jetstream()
     stream = (await ensure_streams(js)).get(spec.stream, spec.stream)
-    await ensure_consumer(js, spec, stream)
+    deliver_subject = f"_bench.deliver.{spec.durable}"
+    await js.add_consumer(stream, api.ConsumerConfig(      # a push consumer, as the original
+        durable_name=spec.durable, deliver_subject=deliver_subject, deliver_group=spec.durable,
+        ack_policy=api.AckPolicy.EXPLICIT, ack_wait=spec.ack_wait_s,
+        max_ack_pending=spec.max_ack_pending))
     writer = BaselineWriter(nc, LakeStorage(data_root), max_events, max_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -614,7 +619,7 @@ async def baseline_consumer(url: str, data_root: str, stop_at_end: bool,
         info = await js.consumer_info(stream, spec.durable)
         if info.num_pending == 0 and info.num_ack_pending == 0:
             stop.set()
-    sub = await nc.subscribe(spec.deliver_subject, queue=spec.durable, cb=writer.on_msg,
+    sub = await nc.subscribe(deliver_subject, queue=spec.durable, cb=writer.on_msg,
                              pending_msgs_limit=max(spec.max_ack_pending * 2, 65536),
                              pending_bytes_limit=512 * 1024 * 1024)
     print(f"baseline consumer {spec.durable} on {stream} -> {data_root} "

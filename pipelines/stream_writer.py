@@ -31,7 +31,7 @@ import nats
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings, connect
-from io_connectors.nats.streams import consumer_spec
+from io_connectors.nats.streams import consumer_active, consumer_spec
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,6 +43,14 @@ def _drain_when_parent_dies() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+async def _delivered(js, spec) -> int:
+    """How many messages the consumer has delivered so far (0 if it does not exist)."""
+    try:
+        return (await js.consumer_info(spec.stream, spec.durable)).delivered.consumer_seq
+    except nats.js.errors.NotFoundError:
+        return 0
 
 
 def _settings(bus) -> NatsSettings:
@@ -109,6 +117,7 @@ class StreamWriter:
         nc = await connect(self.settings)
         try:
             js = nc.jetstream()
+            delivered_before = await _delivered(js, spec)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -116,7 +125,8 @@ class StreamWriter:
                                        f"during start-up (see {self.log_path or 'its log'})")
                 try:
                     info = await js.consumer_info(spec.stream, spec.durable)
-                    if info.push_bound:
+                    # reading: a waiting pull request, or messages delivered since launch
+                    if consumer_active(info) or info.delivered.consumer_seq > delivered_before:
                         return
                 except nats.js.errors.NotFoundError:
                     pass
