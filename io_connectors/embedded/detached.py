@@ -98,6 +98,12 @@ class DetachedGroup:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     start_new_session=True)
+        # Until the child has exec'd, its command line is still ours: wait for that, so a
+        # process that is starting is never taken for one that died.
+        deadline = time.monotonic() + 10
+        while (proc.poll() is None and _cmdline(proc.pid) not in (None, list(argv))
+               and time.monotonic() < deadline):
+            time.sleep(0.002)
         data = self._read()
         data.setdefault("services", {})[name] = dict(pid=proc.pid, argv=list(argv),
                                                      log=str(self.log_path(name)), **info)
