@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Project entry point.  ./run.sh setup | demo | test | bench [name] | prism-path
-#                      | jobserver-up | jobserver-down
+#                      | jobserver-up | jobserver-down | dask-up | dask-down
 #   setup  idempotent: .venv with pinned dependencies, the project itself, and
 #          Beam's Prism runner and Python SDK boot program built with Go at the SDK's
 #          release tag.
@@ -8,6 +8,8 @@
 #   test   setup, then the test suite (fixtures start nats-server themselves).
 #   jobserver-up / jobserver-down   a local Prism job service + Beam worker pool in the
 #          background; `up` prints JOB_ENDPOINT=... and WORKER_POOL=... lines to eval.
+#   dask-up / dask-down   a local Dask scheduler + 2 workers in the background; `up`
+#          prints DASK_ADDRESS=tcp://... to eval once both workers are registered.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -111,8 +113,9 @@ case "$cmd" in
     name="${1:-bronze_ingest}"; shift || true
     exec "$PY" -m "benchmarks.$name" "$@" ;;
   prism-path) echo "$PRISM" ;;
-  jobserver-up|jobserver-down|jobserver-status)
+  jobserver-up|jobserver-down|jobserver-status|dask-up|dask-down|dask-status)
     setup >&2                      # stdout carries only the lines to eval
     exec "$PY" -m pipelines.cluster "$cmd" "$@" ;;
-  *) echo "usage: ./run.sh setup|demo|test|bench [name]|jobserver-up|jobserver-down" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh setup|demo|test|bench [name]|jobserver-up|jobserver-down|dask-up|dask-down" >&2
+     exit 2 ;;
 esac

@@ -4,6 +4,7 @@ same invocation on the same machine.
 
     python -m benchmarks.bronze_ingest [--trades 200000] [--rate 2000] [--duration 30]
                                        [--skip-latency] [--max-ack-pending N] [--keep-temp]
+                                       [--instances 2 [3 ...]]
     ./run.sh bench bronze_ingest ...
 
 What it measures
@@ -23,6 +24,10 @@ What it measures
     the Parquet row counts.  rows/s = N / (process start -> all N rows readable).  Also
     reported: start-up (process start -> first shard readable), the drain time excluding
     start-up (first shard -> last shard) and the process wall time.
+    - beam x2: two ``bronze_stream`` processes started together on the same durable
+      consumer and lake (horizontal scale-out), same backlog, same measurement; rows
+      written per instance are taken from their final log lines.  ``--instances`` picks
+      the counts (none: skipped).
 (b) Steady latency.  With the system running (streaming mode) and warmed up (1000
     warm-up events of another partition must be readable first), events are published
     at a fixed rate (default 2000/s for 30 s), each event's publish time recorded by its
@@ -33,7 +38,9 @@ What it measures
     process group is killed.
 
 Targets on the 2-core reference machine are printed next to the figures (PASS/MISS):
-Beam drain >= 50,000 rows/s, Beam drain >= 0.5x baseline, Beam steady p99 <= 7 s.
+Beam drain >= 50,000 rows/s, Beam drain >= 0.5x baseline, Beam steady p99 <= 7 s; two
+instances drain >= 1.6x one and >= 3x the baseline (the original system's writer), each
+shown after start-up (first shard -> all readable) and end to end.
 Everything runs on 127.0.0.1 in a temporary folder that is removed at the end.  The whole
 run takes about 1.5-2 minutes.  Other load on the machine skews every figure: the load
 average at the start is printed with the summary.
@@ -80,6 +87,8 @@ BASELINE_DURABLE = "bench_baseline_writer"
 TARGET_DRAIN_ROWS_S = 50_000
 TARGET_DRAIN_RATIO = 0.5
 TARGET_P99_S = 7.0
+TARGET_SCALEOUT_RATIO = 1.6            # two instances vs one, same backlog
+TARGET_SCALEOUT_VS_BASELINE = 3.0      # two instances vs the original writer (the baseline)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -337,6 +346,8 @@ class DrainResult:
     distinct_seq: int = 0
     log: dict = field(default_factory=dict)
     note: str = ""
+    per_instance_rows: list = field(default_factory=list)
+    load: float = math.nan               # 1-minute load average when the run started
 
     @property
     def rows_per_s(self) -> float:
@@ -347,30 +358,49 @@ class DrainResult:
         return self.n / self.steady_s if self.ok and self.steady_s > 0 else math.nan
 
 
+def _command_of(system: str):
+    """The command builder and instance count of a drain system ("beam", "beam x2", ...)."""
+    name, _, times = system.partition(" x")
+    return COMMANDS[name], int(times or 1)
+
+
+def _rows_written(log_path: str) -> Optional[int]:
+    """rows_written of the pipeline's final summary line (None if it has none)."""
+    try:
+        text = open(log_path, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    m = re.findall(r"rows_written['\"]?[:=] ?(\d+)", text)
+    return int(m[-1]) if m else None
+
+
 def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResult:
+    """Drains ``payloads`` (published first) with ``system``: "beam", "baseline", or
+    "beam x2" (two bronze_stream instances started together on the same consumer)."""
     n = len(payloads)
-    res = DrainResult(system, n)
-    base = os.path.join(work, f"drain-{system}")
+    res = DrainResult(system, n, load=os.getloadavg()[0])
+    command, instances = _command_of(system)
+    base = os.path.join(work, f"drain-{system.replace(' ', '')}")
     data_root = os.path.join(base, "lake")
-    log_path = os.path.join(base, f"{system}.log")
+    logs = [os.path.join(base, f"{system.replace(' ', '')}-{i}.log") for i in range(instances)]
     os.makedirs(data_root)
     server = EmbeddedNatsServer(store_dir=os.path.join(base, "nats"))
-    proc = None
+    procs: list = []
     watcher = LakeWatcher(data_root, interval=0.05, read_seq=False)
     t0 = time.monotonic()
     try:
         server.start()
         res.publish_s = asyncio.run(publish_backlog(server.url, payloads))
         print(f"  [{system}] backlog of {n:,} trades stored in {res.publish_s:.1f}s; "
-              "starting consumer", flush=True)
+              f"starting {instances} consumer process(es)", flush=True)
         watcher.start()
         t0 = time.monotonic()
-        proc = start_process(COMMANDS[system](server.url, data_root, True, args.max_ack_pending),
-                             log_path)
+        procs = [start_process(command(server.url, data_root, True, args.max_ack_pending), log)
+                 for log in logs]
         deadline = t0 + args.drain_timeout
         t_exit = math.nan
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if all(p.poll() is not None for p in procs):
                 if t_exit != t_exit:
                     t_exit = time.monotonic()
                 if watcher.total_rows >= n:
@@ -378,17 +408,19 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
                 if time.monotonic() - t_exit > 1.0:      # exited short: a few last polls
                     break
             time.sleep(0.02)
-        if proc.poll() is None:
+        if any(p.poll() is None for p in procs):
             res.note = f"did not finish within {args.drain_timeout:.0f}s"
             if watcher.total_rows >= n:
                 # Landed everything but did not exit: record, then stop it.
-                res.note = "all rows landed but the process did not exit by itself"
+                res.note = "all rows landed but a process did not exit by itself"
         else:
             res.wall_s = t_exit - t0      # observed by the 20 ms poll loop
-            res.exit_code = proc.returncode
+            codes = [p.returncode for p in procs]
+            res.exit_code = next((c for c in codes if c != 0), 0)
     finally:
         watcher.stop()
-        kill_group(proc)
+        for proc in procs:
+            kill_group(proc)
         server.stop()
     res.rows = watcher.total_rows
     res.shards = len(watcher.shards)
@@ -403,12 +435,13 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
     for path in watcher.seen_files:
         seqs.update(pq.read_table(path, columns=["seq"]).column(0).to_pylist())
     res.distinct_seq = len(seqs)
-    res.ok = reached is not None and res.distinct_seq == n
+    res.ok = reached is not None and res.distinct_seq == n and res.exit_code == 0
     if res.rows != n and not res.note:
         res.note = f"{res.rows:,} rows landed for {n:,} events ({res.distinct_seq:,} distinct)"
-    res.log = log_findings(log_path)
+    res.log = log_findings(logs[0])
+    res.per_instance_rows = [_rows_written(log) for log in logs]
     if args.keep_temp:
-        print(f"  [{system}] log: {log_path}")
+        print(f"  [{system}] logs: {', '.join(logs)}")
     return res
 
 
@@ -731,6 +764,47 @@ def print_summary(drain: dict, lat: dict, args) -> None:
             if lg.get("first_error"):
                 print(f"      first error/warning: {_strip_log_prefix(lg['first_error'])[:200]}")
     print("=" * width)
+    if any(" x" in k for k in drain):
+        print_scaleout(drain)
+
+
+def print_scaleout(drain: dict) -> None:
+    """(c) the same backlog drained by one and by several bronze_stream instances."""
+    one, base = drain.get("beam"), drain.get("baseline")
+    many = [(k, r) for k, r in drain.items() if " x" in k]
+    width = 92
+    print()
+    print("(c) horizontal scale-out: the same backlog, one bronze_stream instance vs several "
+          "on one durable consumer")
+    row = "{:<44} " + " ".join(["{:>14}"] * (2 + len(many)))
+    print(row.format("figure", "beam x1", *[k for k, _ in many], "baseline"))
+    print("-" * width)
+    order = [one] + [r for _, r in many] + [base]
+    for label, attr, fmt in (("  rows/s, process start -> all readable", "rows_per_s", "{:,.0f}"),
+                             ("  rows/s, first shard -> all readable", "steady_rows_per_s",
+                              "{:,.0f}"),
+                             ("  time to all rows readable [s]", "to_readable_s", "{:.2f}"),
+                             ("  start-up: start -> first shard [s]", "startup_s", "{:.2f}"),
+                             ("  load average (1 min) at run start", "load", "{:.2f}")):
+        print(row.format(label, *[_f(getattr(r, attr) if r else math.nan, fmt) for r in order]))
+    print(row.format("  rows written per instance", *[
+        "/".join(f"{x:,}" if x is not None else "?" for x in r.per_instance_rows) if r else "n/a"
+        for r in order]))
+    print("-" * width)
+    trow = "  {:<42} {:>14}   {}"
+    print("targets")
+    for name, r in many:
+        for label, attr in (("after start-up", "steady_rows_per_s"),
+                            ("end to end", "rows_per_s")):
+            x1 = _ratio(getattr(r, attr), getattr(one, attr) if one else math.nan)
+            print(trow.format(f"{name} >= {TARGET_SCALEOUT_RATIO}x beam x1 ({label})",
+                              _f(x1, "{:.2f}x"), _verdict(x1 >= TARGET_SCALEOUT_RATIO, x1)))
+            xb = _ratio(getattr(r, attr), getattr(base, attr) if base else math.nan)
+            print(trow.format(f"{name} >= {TARGET_SCALEOUT_VS_BASELINE}x baseline ({label})",
+                              _f(xb, "{:.2f}x"), _verdict(xb >= TARGET_SCALEOUT_VS_BASELINE, xb)))
+    for name, r in many:
+        print(f"  {name}: ok={r.ok} exit={r.exit_code}" + (f"; note: {r.note}" if r.note else ""))
+    print("=" * width)
 
 
 def _strip_log_prefix(line: str) -> str:
@@ -746,6 +820,9 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=2000.0, help="steady events/s (default 2000)")
     p.add_argument("--duration", type=float, default=30.0, help="steady seconds (default 30)")
     p.add_argument("--skip-latency", action="store_true", help="only the backlog drain")
+    p.add_argument("--instances", type=int, nargs="*", default=[2],
+                   help="also drain the same backlog with this many bronze_stream instances "
+                        "on the same consumer (default: 2; none: skip the scale-out run)")
     p.add_argument("--max-ack-pending", type=int, default=None,
                    help="override consumers.bronze.max_ack_pending for both systems")
     p.add_argument("--keep-temp", action="store_true", help="keep the temporary folder")
@@ -786,7 +863,8 @@ def main(argv=None) -> int:
         print(f"bronze_ingest: work dir {work}", flush=True)
         print(f"(a) backlog drain of {args.trades:,} futures trades", flush=True)
         payloads = drain_payloads(args.trades)
-        for system in ("beam", "baseline"):
+        systems = ["beam", "baseline"] + [f"beam x{k}" for k in args.instances if k > 1]
+        for system in systems:
             drain[system] = r = run_drain(system, payloads, work, args)
             print(f"  [{system}] {_f(r.rows_per_s)} rows/s "
                   f"({_f(r.to_readable_s, '{:.2f}')}s to readable, exit {r.exit_code})"

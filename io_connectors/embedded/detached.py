@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from io_connectors.config import PROJECT_ROOT
+
 
 def _cmdline(pid: int) -> Optional[list[str]]:
     try:
@@ -27,6 +29,15 @@ def _cmdline(pid: int) -> Optional[list[str]]:
     except OSError:
         return None
     return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+
+
+def project_env() -> dict:
+    """This process's environment with the project root first on ``PYTHONPATH``, for
+    Python services that import the project."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH"))
+                                        if p)
+    return env
 
 
 def process_alive(pid: int, argv: Sequence[str]) -> bool:
@@ -115,6 +126,24 @@ class DetachedGroup:
         data.update(fields)
         self._write(data)
 
+    def wait_until(self, ready, what: str, deadline: float) -> None:
+        """Polls ``ready()`` until it is true.  If a recorded process dies first, or the
+        monotonic ``deadline`` passes, stops the whole group and raises RuntimeError
+        naming it (with the tail of its log)."""
+        while True:
+            services = self.state().get("services", {})
+            dead = [n for n, s in services.items() if not s["alive"]]
+            if dead:
+                tail = log_tail(self.log_path(dead[0]))
+                self.stop()
+                raise RuntimeError(f"{dead[0]} exited during start-up: {tail}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{what} not ready in time (logs in {self.state_dir})")
+            time.sleep(0.05)
+
     def stop(self, grace_s: float = 10.0) -> list[str]:
         """Stops every recorded process that is still alive (reverse start order);
         returns their names.  The record is removed."""
@@ -142,6 +171,14 @@ class DetachedGroup:
         except FileNotFoundError:
             pass
         return stopped
+
+
+def log_tail(path, lines: int = 8) -> str:
+    """The last lines of a log file, joined with " | " (for one-line errors)."""
+    try:
+        return " | ".join(open(path, errors="replace").read().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _reap(pid: int) -> None:

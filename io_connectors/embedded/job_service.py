@@ -16,13 +16,12 @@ the README states.  Processes, pids and logs are kept under the state folder
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Optional
 
 from io_connectors.config import PROJECT_ROOT, load_config, resolve_path
-from io_connectors.embedded.detached import DetachedGroup, port_open
+from io_connectors.embedded.detached import DetachedGroup, port_open, project_env
 from io_connectors.embedded.nats_server import free_port
 
 
@@ -75,9 +74,7 @@ class LocalJobService:
         self.group.stop()                    # leftovers of a half-dead service
         job_port = self.job_port or free_port()
         pool_port = self.worker_pool_port or free_port()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT),
-                                                        env.get("PYTHONPATH")) if p)
+        env = project_env()
         self.group.start("prism", [self.prism, f"--job_port={job_port}", "--serve_http=false",
                                    f"--log_level={self.prism_log_level}", "--log_kind=text"],
                          port=job_port)
@@ -86,22 +83,8 @@ class LocalJobService:
                                          f"--port={pool_port}", "--host=127.0.0.1"],
                          env=env, cwd=str(PROJECT_ROOT), port=pool_port)
         self.group.update(job_port=job_port, worker_pool_port=pool_port)
-        deadline = time.monotonic() + timeout_s
-        waiting = {"prism": job_port, "worker_pool": pool_port}
-        while waiting:
-            state = self.group.state()["services"]
-            for name, port in list(waiting.items()):
-                if not state[name]["alive"]:
-                    self.down()
-                    raise RuntimeError(f"{name} exited during start-up: "
-                                       f"{_tail(self.group.log_path(name))}")
-                if port_open(port):
-                    del waiting[name]
-            if waiting and time.monotonic() > deadline:
-                self.down()
-                raise RuntimeError(f"{', '.join(waiting)} did not listen within {timeout_s:.0f}s")
-            if waiting:
-                time.sleep(0.05)
+        self.group.wait_until(lambda: port_open(job_port) and port_open(pool_port),
+                              "the job service", time.monotonic() + timeout_s)
         return self.endpoints({"job_port": job_port, "worker_pool_port": pool_port})
 
     def down(self) -> list[str]:
@@ -112,10 +95,3 @@ class LocalJobService:
 
     def __exit__(self, *exc) -> None:
         self.down()
-
-
-def _tail(path, lines: int = 8) -> str:
-    try:
-        return " | ".join(open(path, errors="replace").read().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
