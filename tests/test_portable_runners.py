@@ -208,20 +208,32 @@ def test_backfill_on_a_job_service_writes_what_the_direct_runner_writes(job_serv
 
 def test_silver_and_gold_on_flink_runner_with_a_job_endpoint_match_the_direct_runner(
         job_service, prism_path, tmp_path):
-    lakes = {}
-    for name, args in (("direct", ["--runner=DirectRunner", f"--prism_location={prism_path}"]),
-                       ("flink", external(job_service, "FlinkRunner"))):
-        storage = LakeStorage(str(tmp_path / name))
-        write_synthetic_sessions(storage, WARMUP + SILVER_DATES, scale=0.05, seed=3)
-        builder = SilverFeatureBuilder(storage=storage, pipeline_args=args)
-        stats = builder.build_feature_set(MANIFEST_PATH, SILVER_DATES)
-        assert stats["dates_built"] == SILVER_DATES and stats["signal_count"] > 0, stats
-        version = stats["version"]
-        curator = GoldCurator(storage=storage, pipeline_args=args)
-        result = curator.promote_to_training(version, "portable_check")
-        lakes[name] = (builder, curator, version, result)
-    (b1, c1, v, r1), (b2, c2, _, r2) = lakes["direct"], lakes["flink"]
-    pd.testing.assert_frame_equal(b2.load_features(v), b1.load_features(v))
-    pd.testing.assert_frame_equal(c2.load_dataset("portable_check"),
-                                  c1.load_dataset("portable_check"))
-    assert r2["signal_count"] == r1["signal_count"]
+    """The CLIs with FlinkRunner flags against the job service, next to the Python API on
+    the DirectRunner, over the same synthetic Bronze."""
+    roots = {name: tmp_path / name for name in ("direct", "flink")}
+    for root in roots.values():
+        write_synthetic_sessions(LakeStorage(str(root)), WARMUP + SILVER_DATES, scale=0.05,
+                                 seed=3)
+    direct = ["--runner=DirectRunner", f"--prism_location={prism_path}"]
+    builder = SilverFeatureBuilder(data_root=str(roots["direct"]), pipeline_args=direct)
+    stats = builder.build_feature_set(MANIFEST_PATH, SILVER_DATES)
+    assert stats["dates_built"] == SILVER_DATES and stats["signal_count"] > 0, stats
+    version = stats["version"]
+    curator = GoldCurator(data_root=str(roots["direct"]), pipeline_args=direct)
+    curator.promote_to_training(version, "portable_check")
+
+    flink = external(job_service, "FlinkRunner")
+    for module, args in (("pipelines.silver_build", ["--manifest", MANIFEST_PATH,
+                                                     "--dates", ",".join(SILVER_DATES)]),
+                         ("pipelines.gold_promote", ["--silver_version", version,
+                                                     "--dataset", "portable_check"])):
+        out = subprocess.run([sys.executable, "-m", module, *args,
+                              f"--data_root={roots['flink']}", *flink],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+    on_flink = SilverFeatureBuilder(data_root=str(roots["flink"]))
+    pd.testing.assert_frame_equal(on_flink.load_features(version),
+                                  builder.load_features(version))
+    pd.testing.assert_frame_equal(
+        GoldCurator(data_root=str(roots["flink"])).load_dataset("portable_check"),
+        curator.load_dataset("portable_check"))
