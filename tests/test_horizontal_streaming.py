@@ -121,6 +121,33 @@ def test_a_killed_instance_messages_are_taken_by_the_other(nats_server, tmp_path
     assert _summary(b_log)["rows_written"] == pending + held
 
 
+def test_draining_one_instance_hands_the_rest_to_the_other_at_once(nats_server, tmp_path):
+    """Scale-in: the drained instance writes what it was sent and strands nothing, so the
+    other lands every remaining event long before ``ack_wait`` (600 s here) could have
+    redelivered anything."""
+    data_root = str(tmp_path / "lake")
+    events = _mixed_events()
+    (a, a_log), (b, b_log) = procs = _start_instances(
+        "pipelines.bronze_stream", 2, tmp_path, f"--nats_url={nats_server.url}",
+        f"--data_root={data_root}", "--ack_wait_s=600", "--max_ack_pending=2000")
+    try:
+        publish(nats_server.url, events)
+        wait_for(lambda: count_rows(data_root, "futures/trades") >= 1000, 120, interval=0.02,
+                 message="first shards")
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(60) == 0, _log(a_log)[-3000:]
+        wait_for(lambda: sum(count_rows(data_root, d) for d in DATASETS) == len(events), 120,
+                 message="every event, without waiting for redelivery")
+        assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(60) == 0, _log(b_log)[-3000:]
+    finally:
+        for proc, _ in procs:
+            kill_group(proc)
+    _assert_lake_matches(data_root, events)
+    assert _summary(a_log)["rows_written"] + _summary(b_log)["rows_written"] == len(events)
+
+
 def test_two_gold_instances_split_the_signals(nats_server, tmp_path):
     data_root = str(tmp_path / "lake")
     snapshots = _signals(MS_14_57, MS_15_03)
