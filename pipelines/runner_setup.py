@@ -25,8 +25,9 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
-from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
-                                                  PrismRunnerOptions, StandardOptions)
+from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions,
+                                                  PortableOptions, PrismRunnerOptions,
+                                                  StandardOptions)
 
 from io_connectors.config import ConfigError, load_config, resolve_path
 
@@ -101,6 +102,9 @@ def boot_command() -> str | None:
 
 def _prepare_portable(options: PipelineOptions, runner: str) -> None:
     portable = options.view_as(PortableOptions)
+    jar = options.view_as(FlinkRunnerOptions).flink_job_server_jar
+    if runner == "FlinkRunner" and jar and "://" not in jar and not os.path.isfile(jar):
+        raise UsageError(f"--flink_job_server_jar: no such file {jar}")
     if runner == "PortableRunner" and not portable.job_endpoint:
         raise UsageError("--runner=PortableRunner needs --job_endpoint=HOST:PORT (a Flink job "
                          "server, or the Prism job service of ./run.sh jobserver-up)")
@@ -124,6 +128,18 @@ def _prepare_portable(options: PipelineOptions, runner: str) -> None:
             raise UsageError("--environment_type=PROCESS needs --environment_config="
                              "'{\"command\": \"/path/to/boot\"}' (./run.sh setup builds one)")
         portable.environment_config = json.dumps({"command": boot})
+
+
+def dask_partitions(options: PipelineOptions, n: int) -> None:
+    """On the DaskRunner, ``--dask_npartitions`` defaults to ``n``: one partition per date
+    or file, so that the workers share them (Beam's default puts up to 128 inputs in one
+    partition, i.e. on one worker).  Nothing changes on other runners or when
+    ``--dask_npartitions`` / ``--dask_partition_size`` is given."""
+    if options.view_as(StandardOptions).runner != DASK_RUNNER:
+        return
+    dask = options.view_as(_import_dask_options().DaskOptions)
+    if not dask.npartitions and not dask.partition_size:
+        dask.npartitions = max(1, int(n))
 
 
 def prepare_runner(options: PipelineOptions, streaming: bool,
@@ -184,5 +200,5 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-__all__ = ["UsageError", "ConfigError", "prepare_runner", "prism_location", "fail",
-           "configure_logging", "tune_gc_for_streaming"]
+__all__ = ["UsageError", "ConfigError", "prepare_runner", "dask_partitions", "prism_location",
+           "fail", "configure_logging", "tune_gc_for_streaming", "DASK_RUNNER"]
