@@ -7,8 +7,10 @@ option trades, level signals, plus two malformed messages), drains both pipeline
 a SIGTERM does, and prints what landed where.  Then Silver: the full session of the date
 (and three lighter warm-up weekdays before it, for the 2-minute SMAs) is backfilled into
 Bronze from Databento DBN files with the bounded ``bronze_backfill`` pipeline (the
-streamed window is in it again; the reader's deduplication removes the copies), and the
-v3.1.0 feature set is built for the date with ``SilverFeatureBuilder`` on the DirectRunner.
+streamed window is in it again: the same exchange events, stored twice with other capture
+metadata; readers that deduplicate on event identity, ``BronzeReader`` and the Silver
+inputs, count each event once), and the v3.1.0 feature set is built for the date with
+``SilverFeatureBuilder`` on the DirectRunner.
 Then Gold: the Silver version is promoted to the training dataset ``demo_signals`` with
 ``GoldCurator`` (gates evaluated, including the causality spot check) and validated.
 
@@ -103,15 +105,30 @@ def _report(data_root: str, date: str) -> None:
     trades = reader.read_futures_trades("ES", date)
     _say(f"front month {date}: {fm.symbol} ({fm.dominance:.0%} of RTH trades, "
          f"roll-contaminated={fm.roll_contaminated}); {len(trades):,} front-month trades")
-    try:
-        import duckdb
-        glob = os.path.join(data_root, "bronze/futures/trades/*/*/*/*.parquet")
-        rows = duckdb.sql(f"SELECT symbol, count(*) AS trades, round(avg(price), 2) AS avg_px "
-                          f"FROM read_parquet('{glob}', hive_partitioning = false) "
-                          f"GROUP BY symbol ORDER BY trades DESC").fetchall()
-        _say(f"DuckDB over Bronze (real contract symbols): {rows}")
-    except ImportError:
-        pass
+    _say(f"DuckDB over Bronze (Hive partitioning on, real contract symbols): "
+         f"{_duckdb_trades(data_root)}")
+
+
+def _duckdb_trades(data_root: str, distinct: bool = False) -> list:
+    """The README's DuckDB query over Bronze trades (defaults: Hive partitioning on)."""
+    import duckdb
+    glob = os.path.join(data_root, "bronze/futures/trades/**/*.parquet")
+    source = (f"(SELECT DISTINCT ts_event_ns, symbol, seq, price, size, aggressor "
+              f"FROM read_parquet('{glob}'))" if distinct else f"read_parquet('{glob}')")
+    return duckdb.sql(f"SELECT symbol, count(*) AS trades, round(avg(price), 2) AS avg_px "
+                      f"FROM {source} GROUP BY symbol ORDER BY trades DESC").fetchall()
+
+
+def _identity_report(data_root: str, date: str) -> None:
+    """Rows stored vs exchange events after the backfill (the streamed window twice)."""
+    reader = BronzeReader(data_root)
+    stored = reader.read_futures_trades("ES", date, front_month_only=False, dedupe=False)
+    events = reader.read_futures_trades("ES", date, front_month_only=False)
+    by_source = stored["source"].value_counts().to_dict()
+    _say(f"Bronze trades of {date}: {len(stored):,} rows stored ({by_source}), "
+         f"{len(events):,} distinct events: BronzeReader and Silver read each event once "
+         f"(identity: ts_event_ns, symbol, seq, price, size, aggressor)")
+    _say(f"DuckDB, one row per event: {_duckdb_trades(data_root, distinct=True)}")
 
 
 def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int:
@@ -137,6 +154,7 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
         _say(f"backfill done in {time.monotonic() - t0:.1f}s")
     finally:
         shutil.rmtree(dbn_dir, ignore_errors=True)
+    _identity_report(data_root, date)
 
     _say(f"Silver: building v3.1.0 for {date} (18 stages, DirectRunner) ...")
     builder = SilverFeatureBuilder(data_root=data_root)
@@ -144,14 +162,13 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
     if stats["dates_failed"]:
         _say(f"Silver build failed: {stats['dates_failed']}")
         return 1
-    version_dir = builder.storage.path(builder.store.version_dir(stats["version"]))
+    version_rel = builder.store.version_dir(stats["version"])
     _say(f"Silver {stats['version']}: {stats['signal_count']} signals in "
-         f"{stats['build_seconds']:.1f}s -> {version_dir}")
-    for name in sorted(os.listdir(version_dir)):
-        if not name.startswith((".", "_")):
-            inside = os.listdir(os.path.join(version_dir, name)) \
-                if os.path.isdir(os.path.join(version_dir, name)) else []
-            print(f"    {name}{'/ ' + ', '.join(sorted(inside)) if inside else ''}")
+         f"{stats['build_seconds']:.1f}s -> {builder.storage.path(version_rel)}")
+    for path in builder.storage.list_files(version_rel, suffix=""):
+        print(f"    {builder.storage.relative(path)[len(version_rel) + 1:]}")
+    for d, text in stats["warnings"].items():
+        _say(f"WARNING {d}: {text}")
     df = builder.load_features(stats["version"], [date])
     cols = ["timestamp", "level_kind_name", "direction", "level_price", "entry_price",
             "tape_imbalance", "ofi_60s", "barrier_state", "outcome"]
@@ -169,7 +186,7 @@ def _gold(data_root: str) -> int:
     result = curator.promote_to_training("v3.1.0", "demo_signals", notes="demo", force=True)
     for name, gate in result["gates"].items():
         outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
-        print(f"    gate {name:<13} {outcome}")
+        print(f"    gate {name:<17} {outcome}")
     report = curator.validate_dataset("demo_signals")
     _say(f"Gold training dataset {curator.storage.path(result['path'])}: "
          f"{report['row_count']} signals x {report['column_count']} columns, outcomes "

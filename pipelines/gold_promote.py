@@ -1,12 +1,16 @@
 """Gold training datasets from the command line.
 
     python -m pipelines.gold_promote --silver_version v3.1.0 --dataset signals_production \\
-        [--notes TEXT] [--force] [--dates D1,D2] [--require_all_gates] [--data_root D]
+        [--notes TEXT] [--force] [--dates D1,D2] [--require_all_gates]
+        [--allow_failed_validation] [--data_root D]
     python -m pipelines.gold_promote --validate signals_production [--data_root D]
     python -m pipelines.gold_promote --list [--data_root D]
 
 Promotion prints each gate with its outcome; exit status 0 on success, 1 when a gate
 refused the promotion or validation failed, 2 for a bad flag, unknown version or dataset.
+A Silver version whose validation.json failed is refused (gate ``silver_validation``)
+unless ``--allow_failed_validation``, which the dataset's metadata records and
+``--validate`` reports (its exit status is then 1).
 """
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ def main(argv=None) -> int:
                     help="dates rebuilt from Bronze for the causality spot check (0: skip)")
     ap.add_argument("--require_all_gates", action="store_true",
                     help="refuse when a gate could not be evaluated")
+    ap.add_argument("--allow_failed_validation", action="store_true",
+                    help="promote even though the Silver version's validation failed "
+                         "(recorded in the dataset's metadata)")
     ap.add_argument("--data_root", default=None)
     ap.add_argument("--log_level", default="INFO")
     args, beam_args = ap.parse_known_args(argv)
@@ -58,7 +65,8 @@ def main(argv=None) -> int:
             result = curator.promote_to_training(
                 args.silver_version, args.dataset, notes=args.notes, force=args.force,
                 dates=dates, causality_dates=args.causality_dates,
-                require_all_gates=args.require_all_gates)
+                require_all_gates=args.require_all_gates,
+                allow_failed_validation=args.allow_failed_validation)
         except PromotionError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 1
@@ -66,7 +74,9 @@ def main(argv=None) -> int:
         fail(str(exc).strip("'\""))
     for name, gate in result["gates"].items():
         outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
-        print(f"  gate {name:<13} {outcome}{'  (' + gate['reason'] + ')' if gate.get('reason') else ''}")
+        if name in result["overrides"]:
+            outcome += " (overridden by --allow_failed_validation)"
+        print(f"  gate {name:<17} {outcome}{'  (' + gate['reason'] + ')' if gate.get('reason') else ''}")
     print(f"promoted {args.silver_version} -> {result['path']} ({result['signal_count']} signals, "
           f"{result['feature_count']} features, {result['date_range']['start']}.."
           f"{result['date_range']['end']}){' replacing the previous dataset' if result['replaced'] else ''}")

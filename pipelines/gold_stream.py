@@ -7,7 +7,7 @@ Wiring only: ReadFromNats (one element per message) -> ParseLevelSignals (one el
 per message: its level rows, or a dead letter) -> FlushPolicy (500 messages or 10 s per
 partition, configs/lake.yaml ``flush.gold``) -> FlattenSignalShards -> WriteParquetShards
 (acks every message of a shard after the shard is durably written).  Rows land in
-``gold/levels/signals/underlying=<U>/date=YYYY-MM-DD/hour=HH/part-HHMMSS-<unique>.parquet``
+``gold/levels/signals/root=<U>/date=YYYY-MM-DD/hour=HH/part-HHMMSS-<unique>.parquet``
 (UTC of the snapshot's ``ts``), malformed messages in ``gold/_dead_letter/date=...``.
 
 The flush counts MESSAGES: "500 records" are 500 signal snapshots (about 2,000 level

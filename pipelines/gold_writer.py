@@ -14,7 +14,7 @@ from pipelines.stream_writer import StreamWriter
 
 class GoldWriter(StreamWriter):
     """Runs the streaming Gold pipeline (NATS ``levels.signals`` -> one row per level in
-    ``gold/levels/signals/underlying=<U>/date=/hour=``) until stopped.  Guarantees:
+    ``gold/levels/signals/root=<U>/date=/hour=``) until stopped.  Guarantees:
     at-least-once (a snapshot is acked only after the shard holding its rows is durably
     written, or, without levels, with its shard), a snapshot's rows always in one shard,
     append-only shards, dead letters in ``gold/_dead_letter`` for bad input.

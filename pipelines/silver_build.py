@@ -87,6 +87,10 @@ def main(argv=None) -> int:
             print(f"  {d}  skipped (already built; --force rebuilds)")
         for d, why in sorted(stats["dates_failed"].items()):
             print(f"  {d}  FAILED  {why}")
+        for d, text in sorted(stats["warnings"].items()):
+            print(f"  {d}  WARNING {text}")
+        for name, what in sorted(stats["validation_failed_checks"].items()):
+            print(f"  validation check {name} FAILED: {what}")
         print(f"built {len(stats['dates_built'])}, skipped {len(stats['dates_skipped'])}, "
               f"failed {len(stats['dates_failed'])}; {stats['signal_count']} signals in "
               f"{stats['build_seconds']:.1f} s; validation "

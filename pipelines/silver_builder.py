@@ -45,6 +45,8 @@ from transforms.feature_manifest import (FeatureManifest, ManifestError, compare
                                          load_manifest)
 from transforms.silver.ptransforms import SilverStages
 from transforms.silver.validation import validate_feature_set
+from transforms.silver.warmup import warmup_warning
+from transforms.validation_report import failed_checks
 
 _LOG = logging.getLogger("silver")
 ManifestLike = Union[FeatureManifest, str, Path, dict]
@@ -111,7 +113,8 @@ class SilverFeatureBuilder:
         """Builds ``dates`` of the manifest's version.  Returns stats: ``version,
         dates_built, dates_skipped, dates_failed ({date: "stage: reason"}), signal_count
         (built now), build_seconds, per_date ({date: {status, signal_count, seconds}}),
-        validation_success``.  Raises ManifestError for a bad or conflicting manifest and
+        validation_success, validation_failed_checks ({check: what failed}), warnings
+        ({date: text}: warm-up weekdays missing in Bronze)``.  Raises ManifestError for a bad or conflicting manifest and
         ValueError for a bad date."""
         m = manifest if isinstance(manifest, FeatureManifest) else load_manifest(manifest)
         dates = _check_dates(dates)
@@ -133,6 +136,8 @@ class SilverFeatureBuilder:
         failed = {r["date"]: f"{r['stage']}: {r['reason']}" for r in results
                   if r["status"] != "built"}
         validation = self._write_version_files(m) if built else None
+        warnings = {r["date"]: text for r in results if r["status"] == "built"
+                    for text in [warmup_warning(r.get("lineage") or {})] if text}
         return {
             "version": m.version, "dates_built": built, "dates_skipped": skipped,
             "dates_failed": failed,
@@ -141,6 +146,8 @@ class SilverFeatureBuilder:
             "per_date": {r["date"]: {"status": r["status"], "signal_count": r["signal_count"],
                                      "seconds": r.get("seconds")} for r in results},
             "validation_success": None if validation is None else validation["success"],
+            "validation_failed_checks": {} if validation is None else failed_checks(validation),
+            "warnings": warnings,
         }
 
     def _check_version_manifest(self, m: FeatureManifest) -> None:
@@ -193,7 +200,7 @@ class SilverFeatureBuilder:
                                str(m.arrow_schema()).encode()).hexdigest()[:16],
                            "success": validation["success"]},
         })
-        self.store.write_json(f"{self.store.version_dir(m.version)}/validation.json", validation)
+        self.store.write_validation(m.version, validation)
         self.store.write_manifest(m.version, doc)
         return validation
 
@@ -235,12 +242,11 @@ class SilverFeatureBuilder:
                    ) -> pd.DataFrame:
         """``state_table`` or ``episodes`` of ``version`` as one DataFrame."""
         wanted = self.store.built_dates(version) if dates is None else _check_dates(dates)
-        frames = [self.store.read_table(version, d, f"{name}.parquet").to_pandas()
-                  for d in wanted]
+        frames = [self.store.read_table(version, d, name).to_pandas() for d in wanted]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def get_validation(self, version: str) -> dict:
-        doc = self.store.read_json(f"{self.store.version_dir(version)}/validation.json")
+        doc = self.store.read_validation(version)
         if doc is None:
             raise KeyError(f"no validation.json for {version!r}")
         return doc
@@ -254,6 +260,9 @@ def _log_progress(result: dict, version: str) -> dict:
     if result["status"] == "built":
         _LOG.info("silver %s %s: built, %d signals in %.2f s", version, result["date"],
                   result["signal_count"], result.get("seconds") or 0.0)
+        text = warmup_warning(result.get("lineage") or {})
+        if text:
+            _LOG.warning("silver %s %s: %s", version, result["date"], text)
     else:
         _LOG.warning("silver %s %s: FAILED at %s: %s", version, result["date"],
                      result["stage"], result["reason"])

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import consumer_active
+from transforms.partitioning import partition_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,6 +80,13 @@ def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def lake_folder(data_root: str, layer: str, dataset: str, root=None, date=None,
+                hour=None) -> str:
+    """Local path of a dataset folder, or of one root / date / hour of it, in the lake's
+    current layout (``transforms.partitioning.partition_folder``)."""
+    return os.path.join(data_root, partition_folder(layer, dataset, root, date, hour))
 
 
 def parquet_files(data_root: str, dataset: str, layer: str = "bronze") -> list[str]:

@@ -10,7 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from io_connectors.lake.bronze_reader import BronzeReader
+from io_connectors.lake.legacy_layout import LegacyLayoutError
 from io_connectors.lake.storage import LakeStorage
+from tests.helpers import lake_folder
 from transforms.front_month import NoTradesError
 from transforms.schemas import DEAD_LETTER, FUTURES_MBP10, FUTURES_TRADES, OPTIONS_TRADES
 
@@ -43,8 +45,8 @@ def option(ts, strike, right="C", price=5.0):
                 aggressor=-1, conditions=[7, 8], seq=None)
 
 
-def write(root, dataset, part, date, hour, name, rows, schema):
-    folder = os.path.join(root, "bronze", dataset, part, f"date={date}", f"hour={hour:02d}")
+def write(root, dataset, date, hour, name, rows, schema):
+    folder = lake_folder(root, "bronze", dataset, "ES", date, hour)
     os.makedirs(folder, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), os.path.join(folder, name))
 
@@ -52,7 +54,7 @@ def write(root, dataset, part, date, hour, name, rows, schema):
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("lake"))
-    ft = lambda date, hour, name, rows: write(root, "futures/trades", "symbol=ES", date, hour,
+    ft = lambda date, hour, name, rows: write(root, "futures/trades", date, hour,
                                               name, rows, FUTURES_TRADES)
     # D1: ESH5 has the most trades overall (10 overnight + 2 RTH), ESZ4 the most RTH ones (5).
     ft(D1, 3, "part-030000-a.parquet", [trade(ns(D1, f"03:00:{s:02d}"), "ESH5", seq=s)
@@ -63,19 +65,26 @@ def lake(tmp_path_factory):
     ft(D1, 15, "part-150000-b.parquet", [trade(ns(D1, "15:00:10"), "ESZ4", 6000.0),
                                          trade(ns(D1, "15:00:20"), "ESZ4", 6000.5, seq=7),
                                          trade(ns(D1, "15:00:35"), "ESH5", 6011.0)])
-    ft(D1, 16, "part-160000-a.parquet", [trade(ns(D1, "16:00:00"), "ESZ4", 6002.0, (1, 2)),
-                                         trade(ns(D1, "16:00:00"), "ESZ4", 6002.0, (1,))])
+    # Two genuine fills at the same nanosecond, price, size and side: the venue sequence
+    # number tells them apart.
+    ft(D1, 16, "part-160000-a.parquet", [trade(ns(D1, "16:00:00"), "ESZ4", 6002.0, (1, 2), 21),
+                                         trade(ns(D1, "16:00:00"), "ESZ4", 6002.0, (1,), 22)])
     # Redelivery: a byte-identical copy of a row of part-150000-b in another file.
     ft(D1, 15, "part-150500-c.parquet", [trade(ns(D1, "15:00:20"), "ESZ4", 6000.5, seq=7)])
+    # The same fill at 16:00 again from a historical backfill: other capture metadata
+    # (source, receive time) and feed attributes (no exchange, no conditions).
+    ft(D1, 16, "part-160000-backfill.parquet",
+       [dict(trade(ns(D1, "16:00:00"), "ESZ4", 6002.0, None, 22), source="replay",
+             ts_recv_ns=ns(D1, "16:00:01"), exchange=None)])
     # Things a reader must not see: an in-flight temp file, a hidden Parquet file and a
     # dead-letter folder (other schema) inside the date folder, plus the real dead letters.
     ft(D1, 15, ".part-150000-z.parquet.0123.tmp", [trade(ns(D1, "15:00:50"), "JUNK")])
     ft(D1, 15, ".hidden.parquet", [trade(ns(D1, "15:00:51"), "JUNK")])
     dead = pa.Table.from_pylist([dict(received_ns=1, subject="x", stream_seq=1, reason="bad",
                                       payload=b"{}")], schema=DEAD_LETTER)
-    for folder in (os.path.join(root, "bronze/futures/trades/symbol=ES", f"date={D1}",
+    for folder in (os.path.join(lake_folder(root, "bronze", "futures/trades", "ES", D1),
                                 "_dead_letter"),
-                   os.path.join(root, "bronze/_dead_letter", f"date={D1}")):
+                   lake_folder(root, "bronze", "_dead_letter", date=D1)):
         os.makedirs(folder)
         pq.write_table(dead, os.path.join(folder, "part-0.parquet"))
     # D2 (roll day): ESZ4 5 RTH trades vs ESH5 4 -> dominance 5/9 < 0.6.
@@ -83,7 +92,7 @@ def lake(tmp_path_factory):
        + [trade(ns(D2, f"15:01:{s:02d}"), "ESH5") for s in range(4)])
     # D3: hour 05 holds a corrupt file; only reads that prune hour 05 can succeed.
     ft(D3, 15, "part-a.parquet", [trade(ns(D3, "15:00:00"), "ESZ4")])
-    bad = os.path.join(root, "bronze/futures/trades/symbol=ES", f"date={D3}", "hour=05")
+    bad = lake_folder(root, "bronze", "futures/trades", "ES", D3, 5)
     os.makedirs(bad)
     with open(os.path.join(bad, "part-bad.parquet"), "wb") as fh:
         fh.write(b"this is not parquet")
@@ -91,14 +100,14 @@ def lake(tmp_path_factory):
     # MBP-10 on D1: ESH5 has MORE book rows, yet the front month (from trades) is ESZ4.
     mbp = [book(ns(D1, f"15:00:{s:02d}"), "ESZ4") for s in (5, 1, 3)] \
         + [book(ns(D1, f"15:00:{s:02d}"), "ESH5") for s in (0, 2, 4, 6, 8)]
-    write(root, "futures/mbp10", "symbol=ES", D1, 15, "part-a.parquet", mbp, FUTURES_MBP10)
-    write(root, "futures/mbp10", "symbol=ES", D1, 16, "part-a.parquet",
+    write(root, "futures/mbp10", D1, 15, "part-a.parquet", mbp, FUTURES_MBP10)
+    write(root, "futures/mbp10", D1, 16, "part-a.parquet",
           [book(ns(D1, "16:10:00"), "ESZ4", snapshot=True)] * 2, FUTURES_MBP10)
 
     opts = [option(ns(D1, "15:30:00"), 6000.0), option(ns(D1, "15:10:00"), 6100.0, "P")]
-    write(root, "options/trades", "underlying=ES", D1, 15, "part-a.parquet", opts, OPTIONS_TRADES)
-    write(root, "options/trades", "underlying=ES", D1, 15, "part-b.parquet", opts[:1],
-          OPTIONS_TRADES)
+    write(root, "options/trades", D1, 15, "part-a.parquet", opts, OPTIONS_TRADES)
+    write(root, "options/trades", D1, 15, "part-b.parquet",
+          [dict(opts[0], source="replay", ts_recv_ns=opts[0]["ts_recv_ns"] + 7)], OPTIONS_TRADES)
     return root
 
 
@@ -159,12 +168,15 @@ def test_hours_outside_the_range_are_not_read(reader):
 def test_duplicates_dropped_by_default_and_kept_on_request(reader):
     deduped = reader.read_futures_trades("ES", D1, specific_contract="ESZ4")
     raw = reader.read_futures_trades("ES", D1, specific_contract="ESZ4", dedupe=False)
-    assert len(raw) == len(deduped) + 1
+    assert len(raw) == len(deduped) + 2
     assert (raw["ts_event_ns"] == ns(D1, "15:00:20")).sum() == 2
     assert (deduped["ts_event_ns"] == ns(D1, "15:00:20")).sum() == 1
-    assert len(reader.read_futures_trades("ES", D1, dedupe=False)) == 6   # front month too
-    # Rows that differ only in the list column `conditions` are distinct events.
+    assert len(reader.read_futures_trades("ES", D1, dedupe=False)) == 7   # front month too
+    # Two fills with equal time, price, size and side but their own sequence numbers are
+    # two events; the backfilled copy of one (other source, receive time, attributes) is not.
     at_16 = deduped[deduped["ts_event_ns"] == ns(D1, "16:00:00")]
+    assert at_16["seq"].tolist() == [21, 22]
+    assert at_16["source"].tolist() == ["cme", "cme"]          # the first stored copy kept
     assert sorted(tuple(c) for c in at_16["conditions"]) == [(1,), (1, 2)]
     assert isinstance(at_16["conditions"].iloc[0], np.ndarray)
 
@@ -181,14 +193,14 @@ def test_sorted_across_files_and_hours_with_fresh_index(reader):
 def test_nullable_seq_stays_integer(reader):
     df = reader.read_futures_trades("ES", D1, specific_contract="ESZ4")
     assert str(df["seq"].dtype) == "Int64"
-    assert df["seq"].isna().sum() == 4 and df["seq"].dropna().tolist() == [7]
+    assert df["seq"].isna().sum() == 2 and df["seq"].dropna().tolist() == [7, 21, 22]
     assert df["ts_event_ns"].dtype == np.int64
 
 
 def test_hidden_temp_files_and_dead_letter_are_ignored(reader):
     df = reader.read_futures_trades("ES", D1, front_month_only=False, dedupe=False)
     assert "JUNK" not in set(df["symbol"])
-    assert len(df) == 18 and list(df.columns) == FUTURES_TRADES.names
+    assert len(df) == 19 and list(df.columns) == FUTURES_TRADES.names
 
 
 def test_available_dates(reader):
@@ -247,3 +259,17 @@ def test_storage_argument_and_bad_inputs(lake):
         reader.read_futures_trades("ES")                  # no date
     with pytest.raises(ValueError):
         reader.read_futures_trades("../ES", D1)           # path escape
+
+
+def test_a_lake_in_the_old_layout_is_refused_naming_the_migration(tmp_path):
+    """A lake written before ``root=`` must not read as empty (issue 8)."""
+    old = tmp_path / "bronze" / "futures" / "trades" / "symbol=ES" / f"date={D1}" / "hour=15"
+    old.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([trade(ns(D1, "15:00:00"), "ESZ4")],
+                                        schema=FUTURES_TRADES), old / "part-a.parquet")
+    reader = BronzeReader(str(tmp_path))
+    for read in (lambda: reader.read_futures_trades("ES", D1),
+                 lambda: reader.available_dates("futures/trades", "ES")):
+        with pytest.raises(LegacyLayoutError, match=r"symbol=ES.*pipelines\.lake_migrate"):
+            read()
+    assert reader.read_option_trades("ES", D1).empty        # other datasets unaffected

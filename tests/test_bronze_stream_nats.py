@@ -15,6 +15,7 @@ from tests.helpers import (assert_flush_shards, consumer_bound, consumer_state, 
                            dead_letter_reasons, kill_group, parquet_files, publish,
                            start_pipeline)
 from transforms.market_parse import symbol_root, utc_date_hour
+from transforms.partitioning import partition_folder
 from transforms.sample_events import sample_events
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,8 +44,7 @@ def _mixed_events():
 def _expected_partition(dataset, row):
     key = row["underlying"] if dataset == "options/trades" else symbol_root(row["symbol"])
     date, hour = utc_date_hour(row["ts_event_ns"])
-    col = "underlying" if dataset == "options/trades" else "symbol"
-    return f"{col}={key}/date={date}/hour={hour:02d}"
+    return partition_folder("bronze", dataset, key, date, hour).split("/", 3)[3]
 
 
 def _assert_lake_matches(data_root, published):

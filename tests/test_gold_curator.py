@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from io_connectors.lake.bronze_direct import write_synthetic_sessions
+from io_connectors.lake.silver_store import SilverStore
 from io_connectors.lake.storage import LakeStorage
 from pipelines.gold_curator import GoldCurator, PromotionError
 from pipelines.silver_builder import SilverFeatureBuilder
@@ -44,7 +46,9 @@ def curator(lake, prism_path):
 def test_promotion_publishes_data_metadata_and_one_catalog_entry(curator, lake):
     result = curator.promote_to_training("v3.1.0", "signals_production", notes="first")
     assert {g: result["gates"][g]["success"] for g in result["gates"]} == {
-        "schema": True, "purity": True, "labels_named": True, "causality": True}
+        "silver_validation": True, "schema": True, "purity": True, "labels_named": True,
+        "causality": True}
+    assert result["gates"]["causality"]["checks"][0]["reproduces_stored_features"] is True
     assert result["gates"]["causality"]["checks"][0]["events_compared"] >= 1
     silver = SilverFeatureBuilder(storage=lake).load_features("v3.1.0")
     gold = curator.load_dataset("signals_production")
@@ -105,7 +109,7 @@ def test_a_leaky_stage_fails_the_causality_gate_and_publishes_nothing(curator, l
 
 
 def test_duplicate_events_fail_the_purity_gate(curator, lake, tmp_path):
-    path = lake.path(f"silver/features/v3.1.0/date={DATES[1]}/signals.parquet")
+    path = lake.path(SilverStore(lake).table_file("v3.1.0", DATES[1]))
     original = pq.read_table(path)
     try:
         pq.write_table(pa.concat_tables([original, original.slice(0, 1)]), path)
@@ -133,7 +137,8 @@ def test_cli_promote_validate_and_list(lake, prism_path):
                               cwd=ROOT, capture_output=True, text=True, timeout=180)
     out = cli("--silver_version", "v3.1.0", "--dataset", "cli_set", "--force")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "gate causality     passed" in out.stdout and "cli_set.parquet" in out.stdout
+    assert re.search(r"gate causality +passed", out.stdout) and "cli_set.parquet" in out.stdout
+    assert re.search(r"gate silver_validation +passed", out.stdout)
     out = cli("--validate", "cli_set")
     assert out.returncode == 0 and json.loads(out.stdout)["success"] is True
     out = cli("--list")

@@ -1,5 +1,5 @@
 """gold_stream end to end against a real nats-server on the DirectRunner (Prism): the
-synthetic session's ``levels.signals`` -> gold/levels/signals/underlying=/date=/hour=."""
+synthetic session's ``levels.signals`` -> gold/levels/signals/root=/date=/hour=."""
 from __future__ import annotations
 
 import collections
@@ -17,8 +17,8 @@ import pytest
 from io_connectors.nats.streams import consumer_active
 from tests.conftest import wait_for
 from tests.helpers import (assert_flush_shards, consumer_state, count_rows,
-                           dead_letter_reasons, kill_group, parquet_files, publish,
-                           start_pipeline)
+                           dead_letter_reasons, kill_group, lake_folder, parquet_files,
+                           publish, start_pipeline)
 from transforms.market_parse import utc_date_hour
 
 pytestmark = pytest.mark.timeout(300)
@@ -115,12 +115,12 @@ def test_stream_lands_every_level_dead_letters_bad_input_and_drains_on_sigterm(
     assert got == want
     for path, r in rows:
         date, hour = utc_date_hour(r["ts_event_ns"])
-        assert f"/underlying={r['underlying']}/date={date}/hour={hour:02d}/" in path
-    hours = {p.split("underlying=")[1].rsplit("/", 1)[0] for p, _ in rows}
-    assert hours == {"ES/date=2024-12-16/hour=14", "ES/date=2024-12-16/hour=15",
-                     "ES/date=2024-12-16/hour=16", "NQ/date=2024-12-16/hour=16"}
-    assert not os.path.exists(os.path.join(data_root, "gold", DATASET, "underlying=ES",
-                                           "date=2024-12-16", "hour=17"))
+        assert os.path.dirname(path) == lake_folder(data_root, "gold", DATASET,
+                                                    r["underlying"], date, hour)
+    folders = {os.path.dirname(p) for p, _ in rows}
+    assert folders == {lake_folder(data_root, "gold", DATASET, u, "2024-12-16", h)
+                       for u, h in (("ES", 14), ("ES", 15), ("ES", 16), ("NQ", 16))}
+    assert not os.path.exists(lake_folder(data_root, "gold", DATASET, "ES", "2024-12-16", 17))
     # a sample row matches its payload field by field
     ev = main[700]
     lv = ev["levels"][1]
@@ -185,7 +185,8 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
     assert asyncio.run(go()) == 0
     rows = _lake_rows(data_root)
     assert len(rows) == sum(len(ev["levels"]) for ev in events)
-    assert all("/underlying=MES/date=2024-12-16/hour=15/" in p for p, _ in rows)
+    assert all(os.path.dirname(p) == lake_folder(data_root, "gold", DATASET, "MES",
+                                                 "2024-12-16", 15) for p, _ in rows)
     assert consumer_state(nats_server.url, STREAM, DURABLE) == (0, 0)
 
 

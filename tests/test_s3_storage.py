@@ -34,7 +34,7 @@ from io_connectors.lake.silver_store import SilverStore
 from pipelines.silver_builder import SilverFeatureBuilder
 from tests.silver_fixtures import MANIFEST_PATH
 from transforms.market_parse import parse_market_event
-from transforms.partitioning import bronze_key, shard_layout
+from transforms.partitioning import bronze_key, partition_folder, shard_layout
 from transforms.synthetic_session import synthetic_session
 
 S3_VARS = ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION", "USE_S3", "DATA_ROOT")
@@ -139,7 +139,7 @@ def test_pickled_storage_carries_its_settings_not_the_environment(s3_server, buc
     for name in s3_server.env():
         monkeypatch.delenv(name)
     clone = pickle.loads(pickle.dumps(storage))        # e.g. a Beam worker
-    assert clone._fs is None
+    assert clone.backend._fs is None and clone.backend._client is None   # rebuilt on use
     assert pq.read_table(clone.path("d/f.parquet"), filesystem=clone.fs)["x"].to_pylist() == [7]
 
 
@@ -173,8 +173,10 @@ def test_use_s3_and_data_root(monkeypatch):
 # ---------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("override, expected", [
-    ({"s3_secret_key": "not-the-secret"}, "SIGNATURE_DOES_NOT_MATCH|ACCESS_DENIED"),
-    ({"s3_access_key": "UNKNOWNKEY"}, "ACCESS_DENIED|INVALID_ACCESS_KEY|InvalidAccessKeyId"),
+    ({"s3_secret_key": "not-the-secret"},
+     "SIGNATURE_DOES_NOT_MATCH|SignatureDoesNotMatch|ACCESS_DENIED|AccessDenied"),
+    ({"s3_access_key": "UNKNOWNKEY"},
+     "ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY|InvalidAccessKeyId"),
 ])
 def test_bad_credentials_fail_fast_with_a_clear_error(s3_server, bucket, override, expected):
     good = s3_storage(s3_server, f"s3://{bucket}/lake")
@@ -289,7 +291,7 @@ def test_beam_pipeline_writes_shards_to_s3_once(s3_server, bucket, prism_options
                         label=f"rows{run}")
     files = relative(storage, storage.list_files("bronze"))
     assert len(files) == 2 and all(
-        f.startswith(f"bronze/futures/trades/symbol=ES/date={DATE}/hour=14/part-1430")
+        f.startswith(partition_folder("bronze", "futures/trades", "ES", DATE, 14) + "/part-1430")
         for f in files)
     trades = BronzeReader(storage=storage).read_futures_trades("ES", DATE, front_month_only=False)
     assert trades["symbol"].tolist() == ["ESH5", "ESH5", "ESZ4", "ESZ4", "ESZ4"]
@@ -328,7 +330,7 @@ def test_silver_build_on_s3_equals_the_local_build(s3_server, bucket, local_silv
         monkeypatch.setenv(name, value)
     builder = SilverFeatureBuilder(data_root=f"s3://{bucket}/lake", pipeline_args=[
         "--runner=DirectRunner", f"--prism_location={prism_path}"])
-    assert builder.storage.is_s3
+    assert builder.storage.scheme == "s3"
     stats = builder.build_feature_set(MANIFEST_PATH, [SILVER_DATE])
     assert stats["dates_built"] == [SILVER_DATE] and not stats["dates_failed"], stats
     assert stats["signal_count"] > 0 and stats["validation_success"] is True
@@ -347,26 +349,29 @@ def test_silver_build_on_s3_equals_the_local_build(s3_server, bucket, local_silv
         local_store.read_lineage("v3.1.0", SILVER_DATE))
     assert builder.get_validation("v3.1.0")["success"] is True
     assert builder.get_manifest("v3.1.0")["validation"]["signal_count"] == len(features)
-    assert store.storage.list_dirs("silver/features/v3.1.0") == [f"date={SILVER_DATE}"]
+    assert store.storage.list_dirs("silver/features/v3.1.0") == \
+        ["episodes", "lineage", "signals", "state_table"]
     run_files = store.storage.list_files("silver/features/v3.1.0/_runs", suffix=".json")
     assert len(run_files) == 1
     run_id = run_files[0].rsplit("/", 2)[-2]
     [result] = store.run_results("v3.1.0", run_id)
     assert result["status"] == "built" and result["signal_count"] == len(features)
 
-    # a skip, then a forced rebuild: an object of an older build is removed, data unchanged
+    # a skip, then a forced rebuild: every object of the date replaced, nothing beside them
     assert builder.build_feature_set(MANIFEST_PATH, [SILVER_DATE])["dates_skipped"] == \
         [SILVER_DATE]
-    date_dir = f"silver/features/v3.1.0/date={SILVER_DATE}"
-    stale = store.storage.path(f"{date_dir}/stale-from-an-old-build.parquet")
-    with s3_fs.open_output_stream(stale) as out:
-        out.write(b"old")
+    tables = [store.table_file("v3.1.0", SILVER_DATE, t)
+              for t in ("signals", "state_table", "episodes")]
+    before = {rel: s3_fs.get_file_info(store.storage.path(rel)).mtime for rel in tables}
     stats = builder.build_feature_set(MANIFEST_PATH, [SILVER_DATE], force=True)
     assert stats["dates_built"] == [SILVER_DATE]
-    assert s3_fs.get_file_info(stale).type == pafs.FileType.NotFound
-    assert sorted(relative(store.storage, store.storage.list_files(date_dir, suffix=""))) == \
-        sorted(f"{date_dir}/{n}" for n in ("signals.parquet", "state_table.parquet",
-                                          "episodes.parquet", "lineage.json"))
+    assert all(s3_fs.get_file_info(store.storage.path(rel)).mtime >= before[rel]
+               for rel in tables)
+    assert sorted(relative(store.storage, store.storage.list_files("silver/features/v3.1.0",
+                                                                   suffix=""))) == \
+        sorted(tables + [store.lineage_file("v3.1.0", SILVER_DATE),
+                         "silver/features/v3.1.0/manifest.yaml",
+                         "silver/features/v3.1.0/validation.json"])
     pd.testing.assert_frame_equal(builder.load_features("v3.1.0"), features)
 
 

@@ -1,5 +1,6 @@
 """WriteParquetShards and LakeStorage: exact schema, sorting, atomic never-overwriting writes."""
 import os
+from pathlib import Path
 
 import apache_beam as beam
 import orjson
@@ -10,6 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from io_connectors.lake.storage import LakeStorage
+from tests.helpers import lake_folder
 from io_connectors.lake.parquet_shards import WriteParquetShards
 from transforms.market_parse import parse_market_event
 from transforms.partitioning import bronze_key, shard_layout
@@ -32,7 +34,7 @@ def test_each_shard_one_sorted_zstd_file_in_its_partition(tmp_path, prism_option
     with TestPipeline(options=prism_options(streaming=False)) as p:
         written = p | beam.Create(shards) | WriteParquetShards(storage, shard_layout, None)
         assert_that(written | beam.Map(lambda r: r[1]), equal_to([3, 2]))
-    folder = tmp_path / "bronze/futures/trades/symbol=ES/date=2024-12-16/hour=14"
+    folder = Path(lake_folder(str(tmp_path), "bronze", "futures/trades", "ES", "2024-12-16", 14))
     files = sorted(os.listdir(folder))
     assert len(files) == 2 and all(f.startswith("part-1430") and f.endswith(".parquet") for f in files)
     tables = [pq.read_table(folder / f) for f in files]
@@ -62,6 +64,17 @@ def test_failed_write_leaves_nothing_visible(tmp_path):
     storage = LakeStorage(str(tmp_path))
     with pytest.raises(Exception):
         storage.write_parquet("a", "part-2.parquet", None)   # not a table: the write fails
+    assert not (tmp_path / "a").exists() or os.listdir(tmp_path / "a") == []
+
+
+def test_a_write_failing_on_disk_leaves_no_temporary_file(tmp_path, monkeypatch):
+    storage = LakeStorage(str(tmp_path))
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space"):
+        storage.write_parquet("a", "part-3.parquet", pa.table({"x": [1]}))
     assert os.listdir(tmp_path / "a") == []
 
 
@@ -95,13 +108,14 @@ def test_gold_shard_with_shared_and_missing_tokens_writes_every_row(tmp_path, pr
         written = (p | beam.Create([shard, empty])
                    | WriteParquetShards(storage, gold_shard_layout, None))
         assert_that(written | beam.Map(lambda r: r[1]), equal_to([5]))
-    folder = tmp_path / "gold/levels/signals/underlying=ES/date=2024-12-16/hour=14"
+    folder = Path(lake_folder(str(tmp_path), "gold", "levels/signals", "ES", "2024-12-16", 14))
     files = os.listdir(folder)
     assert len(files) == 1 and files[0].startswith("part-143000-")
     t = pq.read_table(folder / files[0])
     assert t.schema == LEVEL_SIGNALS and t.num_rows == 5
     assert t["ts_event_ns"].to_pylist() == [1734359400_500 * 10**6] * 2 + [1734359401_000 * 10**6] * 3
-    assert sorted(os.listdir(tmp_path / "gold/levels/signals/underlying=ES")) == ["date=2024-12-16"]
+    assert sorted(os.listdir(lake_folder(str(tmp_path), "gold", "levels/signals", "ES"))) == \
+        [os.path.basename(lake_folder("", "gold", "levels/signals", "ES", "2024-12-16"))]
 
 
 def test_a_shard_without_rows_is_acked_without_a_file(nats_server, tmp_path, prism_options):

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -58,9 +59,12 @@ def test_build_writes_declared_schema_lineage_and_validation(built, lake):
     # RTH 09:30-12:30 ET only (EST in December: 14:30-17:30 UTC)
     minutes = df["timestamp"].dt.hour * 60 + df["timestamp"].dt.minute
     assert minutes.between(14 * 60 + 30, 17 * 60 + 29).all()
-    schema = pq.read_schema(lake.path(f"silver/features/v3.1.0/date={DAYS[1]}/signals.parquet"))
+    schema = pq.read_schema(lake.path(builder.store.table_file("v3.1.0", DAYS[1])))
     assert schema.names == MANIFEST.column_names()
     assert schema.metadata[b"feature_manifest_version"] == b"v3.1.0"
+    assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")    # Spark-readable
+    assert df["timestamp"].dt.tz is not None and \
+        (df["timestamp"].astype("int64") // 1000 == df["ts_ns"] // 1000).all()
 
     manifest = builder.get_manifest("v3.1.0")
     lineage = manifest["source"]["lineage"][DAYS[1]]
@@ -74,7 +78,7 @@ def test_build_writes_declared_schema_lineage_and_validation(built, lake):
 
     validation = builder.get_validation("v3.1.0")
     names = {"schema_match", "rows_per_date", "null_rates", "value_ranges",
-             "label_distribution", "duplicate_event_ids", "front_month_purity"}
+             "label_distribution", "duplicate_event_ids", "front_month_purity", "warmup"}
     assert names <= set(validation["checks"])
     for name in names:
         assert validation["checks"][name]["success"] is True, (name, validation["checks"][name])
@@ -95,13 +99,14 @@ def test_built_dates_are_skipped_unless_forced_and_force_replaces_the_whole_date
     before = builder.load_features("v3.1.0", [DAYS[0]])
     stats = builder.build_feature_set(MANIFEST_PATH, DAYS)
     assert stats["dates_skipped"] == DAYS and stats["dates_built"] == []
-    date_dir = lake.path(f"silver/features/v3.1.0/date={DAYS[0]}")
-    stale = os.path.join(date_dir, "stale-from-an-old-build.parquet")
-    open(stale, "wb").close()
+    files = {t: lake.path(builder.store.table_file("v3.1.0", DAYS[0], t))
+             for t in ("signals", "state_table", "episodes")}
+    inodes = {t: os.stat(p).st_ino for t, p in files.items()}
     stats = builder.build_feature_set(MANIFEST_PATH, [DAYS[0]], force=True)
     assert stats["dates_built"] == [DAYS[0]]
-    assert not os.path.exists(stale)                          # the old folder is gone whole
-    assert not [n for n in os.listdir(os.path.dirname(date_dir)) if n.startswith(".staging")]
+    for table, path in files.items():        # each table's file replaced whole, nothing beside
+        assert os.stat(path).st_ino != inodes[table]
+        assert os.listdir(os.path.dirname(path)) == ["part-0.parquet"]
     pd.testing.assert_frame_equal(builder.load_features("v3.1.0", [DAYS[0]]), before)
 
 

@@ -116,41 +116,66 @@ LEVEL_SIGNALS = pa.schema([
 ])
 
 
+# Columns that describe how an event was captured, not the event: the same exchange event
+# arriving by the live stream and by a historical backfill differs only in these.
+CAPTURE_COLUMNS = ("ts_recv_ns", "source")
+
+# The identity of an exchange event per dataset: the event's own fields (time, contract,
+# venue sequence number, price, size, side; every book level).  Two stored rows equal on
+# these are copies of one event (a redelivery, or the stream and a backfill of the same
+# session); two genuine events never are (the venue sequence number tells apart fills at
+# the same nanosecond, price and size).  Columns outside identity and capture (``exchange``,
+# ``conditions``, an option's quote at the trade) describe the event and may differ by
+# source; they never split one event in two.
+FUTURES_TRADES_IDENTITY = ("ts_event_ns", "symbol", "seq", "price", "size", "aggressor")
+FUTURES_MBP10_IDENTITY = (("ts_event_ns", "symbol", "seq", "is_snapshot")
+                          + tuple(n for n in FUTURES_MBP10.names
+                                  if n.startswith(("bid_", "ask_"))))
+OPTIONS_TRADES_IDENTITY = ("ts_event_ns", "option_symbol", "seq", "price", "size",
+                           "aggressor")
+LEVEL_SIGNALS_IDENTITY = ("ts_event_ns", "underlying", "level_id")
+
+
 @dataclasses.dataclass(frozen=True)
 class LakeDataset:
     """One streamed dataset: its subject, folder (below its layer, ``bronze/`` or
-    ``gold/``), partition column and schema."""
+    ``gold/``), the column its ``root=`` partition value comes from, its schema and the
+    columns that identify one event."""
     subject: str
     path: str               # folder below the layer, e.g. "futures/trades"
-    partition_column: str   # "symbol" (root) or "underlying"
+    root_column: str        # "symbol" (its root: ESZ4 -> ES) or "underlying"
     schema: pa.Schema
+    identity: tuple = ()
 
     @property
     def identity_columns(self) -> list[str]:
-        """Columns whose values identify one event; redelivered copies agree on all of them.
+        """Columns whose values identify one exchange event (see ``*_IDENTITY`` above);
+        every stored copy of the event agrees on all of them."""
+        return list(self.identity or self.schema.names)
 
-        Every column of the row: a redelivery is a byte-identical copy of the event, while
-        two genuine events never agree on both nanosecond timestamps, sequence and values.
-        """
-        return list(self.schema.names)
+    @property
+    def capture_columns(self) -> list[str]:
+        """Capture metadata (receive time, source): not part of the event's identity."""
+        return [c for c in CAPTURE_COLUMNS if c in self.schema.names]
 
 
 BronzeDataset = LakeDataset      # the name the Bronze reader knows it by
 
 BRONZE_DATASETS: dict[str, BronzeDataset] = {
     "market.futures.trades": BronzeDataset("market.futures.trades", "futures/trades", "symbol",
-                                           FUTURES_TRADES),
+                                           FUTURES_TRADES, FUTURES_TRADES_IDENTITY),
     "market.futures.mbp10": BronzeDataset("market.futures.mbp10", "futures/mbp10", "symbol",
-                                          FUTURES_MBP10),
+                                          FUTURES_MBP10, FUTURES_MBP10_IDENTITY),
     "market.options.trades": BronzeDataset("market.options.trades", "options/trades",
-                                           "underlying", OPTIONS_TRADES),
+                                           "underlying", OPTIONS_TRADES,
+                                           OPTIONS_TRADES_IDENTITY),
 }
 
 DATASETS_BY_PATH: dict[str, BronzeDataset] = {d.path: d for d in BRONZE_DATASETS.values()}
 
 GOLD_DATASETS: dict[str, LakeDataset] = {
     "levels.signals": LakeDataset("levels.signals", "levels/signals", "underlying",
-                                  LEVEL_SIGNALS),
+                                  LEVEL_SIGNALS, LEVEL_SIGNALS_IDENTITY),
 }
 GOLD_DATASETS_BY_PATH: dict[str, LakeDataset] = {d.path: d for d in GOLD_DATASETS.values()}
 

@@ -9,15 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from io_connectors.lake.legacy_layout import check_bronze_layout
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from transforms.front_month import FrontMonth, NoTradesError, select_front_month
-from transforms.partitioning import safe_component
+from transforms.partitioning import DATE_KEY, HOUR_KEY, partition_folder
 from transforms.schemas import DATASETS_BY_PATH, BronzeDataset
 
 _HOUR_NS = 3_600 * 1_000_000_000
 _NULLABLE_INTS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
                   pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
-_HOUR_PARTITIONING = pads.partitioning(pa.schema([("hour", pa.int32())]), flavor="hive")
+_HOUR_PARTITIONING = pads.partitioning(pa.schema([(HOUR_KEY, pa.int32())]), flavor="hive")
 
 
 class BronzeReader:
@@ -34,13 +35,17 @@ class BronzeReader:
     holds ``datetime.date`` objects.
 
     Guarantees: ``symbol`` is the contract stored in the file (``ESZ4``), never the
-    partition folder value (``ES``): only ``hour=`` folders below the date folder are parsed
-    as partitions.  Hidden files ('.' prefix), '_' folders/files (e.g. ``_dead_letter``) and
-    non-Parquet files are ignored.  A date without data gives an empty frame with the
-    schema's columns.  With ``dedupe`` (default) redelivered copies are dropped: rows equal
-    on all of ``BronzeDataset.identity_columns`` (every column, ``conditions`` compared as a
-    tuple) are kept once (first occurrence).  Only the needed hour folders are read, and the
-    ``ts_event_ns``/``symbol`` filters are pushed down to Parquet row groups.
+    partition folder value (``root=ES``).  Hidden files ('.' prefix), '_' folders/files
+    (e.g. ``_dead_letter``) and non-Parquet files are ignored.  A date without data gives an
+    empty frame with the schema's columns.  With ``dedupe`` (default) every exchange event is
+    returned once: rows equal on ``BronzeDataset.identity_columns`` (the event's own fields:
+    time, contract, sequence, price, size, side, book levels; NOT the capture metadata
+    ``source``/``ts_recv_ns``) are copies of one event, e.g. a redelivery or the live stream
+    and a backfill of the same session, and the first stored copy (in path order) is kept.
+    ``dedupe=False`` returns every stored row.  Only the needed hour folders are read, and
+    the ``ts_event_ns``/``symbol`` filters are pushed down to Parquet row groups.  A lake
+    still in the layout before ``root=`` (``symbol=ES``) raises ``LegacyLayoutError``
+    naming the migration command instead of reading nothing.
     """
 
     def __init__(self, data_root: Optional[str] = None, storage: Optional[LakeStorage] = None):
@@ -111,10 +116,11 @@ class BronzeReader:
                         partition_value: str = "ES") -> list[str]:
         """Sorted dates ('YYYY-MM-DD') that have a folder for ``partition_value`` in
         ``dataset`` ('futures/trades', 'futures/mbp10', 'options/trades'); no file is read."""
-        ds = DATASETS_BY_PATH[dataset]
-        folder = f"bronze/{ds.path}/{ds.partition_column}={safe_component(partition_value)}"
-        return sorted(name[len("date="):] for name in self.storage.list_dirs(folder)
-                      if name.startswith("date="))
+        check_bronze_layout(self.storage, "bronze", DATASETS_BY_PATH[dataset].path)
+        folder = partition_folder("bronze", dataset, partition_value)
+        prefix = f"{DATE_KEY}="
+        return sorted(name[len(prefix):] for name in self.storage.list_dirs(folder)
+                      if name.startswith(prefix))
 
     # ---- internals ---------------------------------------------------------------------
     def _read(self, ds: BronzeDataset, value: str, date: str, start_ns: Optional[int],
@@ -122,14 +128,13 @@ class BronzeReader:
         if not date:
             raise ValueError("date ('YYYY-MM-DD') is required")
         day = dt.date.fromisoformat(date)   # validates the date
-        rel = (f"bronze/{ds.path}/{ds.partition_column}={safe_component(value)}"
-               f"/date={day.isoformat()}")
+        check_bronze_layout(self.storage, "bronze", ds.path)
+        rel = partition_folder("bronze", ds.path, value, day.isoformat())
         files = self.storage.list_files(rel)   # visible *.parquet only, no '.'/'_' parts
         if not files:
             return _empty(ds.schema)
-        # The dataset starts at the date folder, so only hour=HH is a partition field and the
-        # files' own symbol/underlying columns are never overwritten by a folder value.
-        dataset = pads.dataset(files, schema=ds.schema.append(pa.field("hour", pa.int32())),
+        # The dataset starts at the date folder, so only hour=HH is a partition field.
+        dataset = pads.dataset(files, schema=ds.schema.append(pa.field(HOUR_KEY, pa.int32())),
                                filesystem=self.storage.fs, format="parquet",
                                partitioning=_HOUR_PARTITIONING,
                                partition_base_dir=self.storage.path(rel))
@@ -146,10 +151,10 @@ def _filter(day: dt.date, start_ns, end_ns, contract) -> pc.Expression:
     day0 = int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp()) * 10**9
     expr = pc.scalar(True)
     if start_ns is not None:
-        expr &= (pc.field("hour") >= min(23, max(0, (start_ns - day0) // _HOUR_NS)))
+        expr &= (pc.field(HOUR_KEY) >= min(23, max(0, (start_ns - day0) // _HOUR_NS)))
         expr &= pc.field("ts_event_ns") >= start_ns
     if end_ns is not None:
-        expr &= (pc.field("hour") <= min(23, max(0, (end_ns - 1 - day0) // _HOUR_NS)))
+        expr &= (pc.field(HOUR_KEY) <= min(23, max(0, (end_ns - 1 - day0) // _HOUR_NS)))
         expr &= pc.field("ts_event_ns") < end_ns
     if contract is not None:
         expr &= pc.field("symbol") == contract
@@ -169,9 +174,10 @@ def _empty(schema: pa.Schema) -> pd.DataFrame:
 
 
 def _dedupe(df: pd.DataFrame, ds: BronzeDataset) -> pd.DataFrame:
-    """Keeps the first of rows equal on all identity columns (list cells compared as
-    tuples; the returned values are the original ones).  Fast path: rows unique on the
-    scalar identity columns are unique; only the (rare) candidates also compare lists."""
+    """Keeps the first of rows equal on all identity columns (list cells, if a dataset's
+    identity has any, compared as tuples; the returned values are the original ones).
+    Fast path: rows unique on the scalar identity columns are unique; only the (rare)
+    candidates also compare lists."""
     lists = [f.name for f in ds.schema
              if pa.types.is_list(f.type) and f.name in ds.identity_columns]
     scalars = [c for c in ds.identity_columns if c not in lists]

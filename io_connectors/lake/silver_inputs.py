@@ -7,17 +7,24 @@ The pure half (column selection, book downsampling) is ``transforms.silver.stage
 
 What is read for a date D (the UTC date partition, which holds the whole US/Eastern
 session):
-- futures trades of ``bronze.symbol_root``, deduplicated; the front month is the
+- futures trades of ``bronze.symbol_root``, deduplicated on event identity (a session
+  both streamed and backfilled counts once; see ``BronzeReader``); the front month is the
   contract with the most RTH trades (``transforms.front_month``); only its trades are kept
   when ``bronze.front_month_only`` (else all contracts);
 - MBP-10 of that contract, deduplicated; option trades of the root, deduplicated;
 - warm-up: ``ts_event_ns, price`` of the SAME contract on the ``bars.warmup_weekdays``
   weekdays before D (same contract so that a roll does not put the calendar spread into
-  the moving averages; duplicates do not change 2-minute closes, so no dedupe).
+  the moving averages).  Not deduplicated, deliberately: copies of one event share its
+  time and price, so they cannot change a 2-minute close, and the warm-up is the largest
+  read of a date.
 
 Lineage (``day.lineage``): per dataset and date read, the files (relative to the data
 root), rows in them, rows used, and a SHA-256 over the files' bytes in path order; plus
-the front month, its dominance and the roll flag, and the contracts actually used.
+the front month, its dominance and the roll flag, and the contracts actually used; and
+``warmup`` (``transforms.silver.warmup.warmup_lineage``): the warm-up weekdays, those
+with no trade of the contract in Bronze (``missing``), and the 2-minute bars they give
+against the bars the longest SMA needs (the Silver validation's ``warmup`` check fails a
+date without enough of them, naming the missing dates).
 """
 from __future__ import annotations
 
@@ -32,10 +39,10 @@ import pandas as pd
 from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.lake.storage import LakeStorage
 from transforms.front_month import NoTradesError, select_front_month
-from transforms.partitioning import safe_component
-from transforms.schemas import DATASETS_BY_PATH
+from transforms.partitioning import partition_folder
 from transforms.silver.day import DayFailure, SilverDay
 from transforms.silver.session import previous_weekdays
+from transforms.silver.warmup import warmup_lineage
 
 _CHUNK = 1 << 20
 
@@ -57,8 +64,7 @@ def _files_fingerprint(storage: LakeStorage, rel: str) -> dict[str, Any]:
 
 
 def _folder(dataset: str, value: str, date: str) -> str:
-    ds = DATASETS_BY_PATH[dataset]
-    return f"bronze/{ds.path}/{ds.partition_column}={safe_component(value)}/date={date}"
+    return partition_folder("bronze", dataset, value, date)
 
 
 def read_silver_day(storage: LakeStorage, date: str, params: Mapping[str, Any],
@@ -91,6 +97,8 @@ def read_silver_day(storage: LakeStorage, date: str, params: Mapping[str, Any],
         "front_month": front.symbol, "dominance": round(front.dominance, 6),
         "roll_contaminated": front.roll_contaminated,
         "contracts_used": sorted(map(str, trades["symbol"].unique())),
+        "warmup": warmup_lineage(warm_days, [w["ts_event_ns"].to_numpy() for w in warm],
+                                 params, date, trades["ts_event_ns"].to_numpy()),
         "bronze": {
             "futures/trades": entry("futures/trades", root, date, len(trades), len(all_trades)),
             "futures/mbp10": entry("futures/mbp10", root, date, len(mbp), len(mbp)),

@@ -1,11 +1,11 @@
-"""``WriteSilverDays``: built Silver dates -> published date folders + one result per date.
+"""``WriteSilverDays``: built Silver dates -> published Silver tables + one result per date.
 
 In: PCollection of ``SilverDay`` (all stages applied) or ``DayFailure``.  For a day: the
 events are checked against the manifest's declared columns (``to_declared_table``: a
-mismatch fails the date, nothing is written), then ``signals.parquet`` (exactly the
-declared schema, with the manifest version in the schema metadata), ``state_table.parquet``
-and ``episodes.parquet`` (when built) and ``lineage.json`` are published atomically
-(``SilverStore.publish_date``).  For every date, built or failed, a result record is
+mismatch fails the date, nothing is written), then the date's ``signals`` (exactly the
+declared schema, with the manifest version in the schema metadata), ``state_table`` and
+``episodes`` (when built) and its lineage are published (``SilverStore.publish_date``:
+one atomically replaced file per table, signals last).  For every date, built or failed, a result record is
 written to ``_runs/<run_id>/<date>.json`` and emitted: ``{date, status ('built' |
 'failed'), stage, reason, signal_count, seconds, lineage}``.  A date that fails while
 writing is reported as failed; the others go on.

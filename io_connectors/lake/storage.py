@@ -1,90 +1,136 @@
-"""Lake storage: a data root on local disk or S3, with atomic, never-overwriting writes.
+"""Lake storage: ONE API over a data root on local disk or S3, the backend chosen by the
+root's URL scheme (as pyiceberg's ``FileIO``): a plain path or ``file://`` -> local disk,
+``s3://bucket/prefix`` -> S3 (``io_connectors/lake/backends/``).
 
-``LakeStorage(data_root)`` takes a local path or ``s3://bucket/prefix``.  S3 settings, first
-found wins: the constructor's arguments, then the environment (``S3_ENDPOINT``,
-``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, ``S3_REGION``: the names are set in the ``s3.env``
-section of configs/lake.yaml), then ``s3.endpoint``/``s3.region`` of configs/lake.yaml.
-Credentials never come from the YAML; without them pyarrow's default AWS credential chain
-applies.  Endpoint ``null`` means AWS itself.
+Every writer of the lake uses these operations, on paths relative to the data root:
 
-Every write is all-or-nothing for readers.  Locally a hidden temporary file is written,
-fsynced and hard-linked to its final name (which fails rather than overwrite an existing
-file), then the folder is fsynced.  On S3 an object becomes visible whole when its upload
-completes, but S3 has no "create if absent" here: ``write_parquet`` checks that the key is
-free and then uploads, so two writers racing for the SAME key between the check and the
-upload both succeed and the last one wins.  Shard names carry a random or content-hash
-token, so distinct writers never pick the same key; a content-addressed re-write of the
-same key writes the same bytes.
+=====================  ==================================================================
+``publish``            ``rel`` holds exactly the given bytes, replacing what was there
+``publish_if_absent``  the same, but ``FileExistsError`` if ``rel`` exists (never overwrites)
+``exchange``           a staged file takes the place of ``rel`` in one step
+``lock``               an exclusive lock (context manager) shared by every process of the lake
+``list_dirs``/``list_files``   what is published (hidden ``.``/``_`` names left out)
+=====================  ==================================================================
+
+plus ``read_bytes``, ``exists``, ``delete`` and the Parquet conveniences ``write_parquet``
+(a shard: ``publish_if_absent`` of the serialised table) and ``read_parquet``.  Every write
+is all-or-nothing for readers on both backends: locally a hidden temporary file is written,
+fsynced and renamed or hard-linked into place and the folder fsynced; on S3 an object
+appears whole when its upload completes, and "if absent" is S3's conditional
+``If-None-Match: *`` PUT (of two writers racing for one key, exactly one wins).
+
+S3 settings, first found wins: the constructor's arguments, then the environment
+(``S3_ENDPOINT``, ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, ``S3_REGION``: the names are set in
+the ``s3.env`` section of configs/lake.yaml), then ``s3.endpoint``/``s3.region`` of
+configs/lake.yaml.  Credentials never come from the YAML; without them the default AWS
+credential chain applies.  Endpoint ``null`` means AWS itself.
+
+Parquet files are written with timestamps as microseconds UTC (``TIMESTAMP(MICROS,
+isAdjustedToUTC=true)``, which every reader, Spark included, understands); columns named
+``*_ns`` keep exact nanoseconds as int64.  ``read_parquet`` returns timestamp columns as
+``timestamp[ns, UTC]`` again (the in-memory type of the project's schemas).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import io
 import os
 import uuid
 from typing import Optional
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from io_connectors.config import load_config
+from io_connectors.lake.backends import open_backend
+
+TIMESTAMP_UNIT = "us"       # the unit of every timestamp column in the lake's Parquet files
 
 
 class LakeStorage:
-    """A data root and the filesystem that serves it.
+    """A data root and its backend (see the module docstring).
 
-    In: ``data_root`` (local path or ``s3://bucket/prefix``) and optional S3 settings (see
-    the module docstring for their precedence).  Out: ``fs`` (a pyarrow filesystem),
-    ``path(rel)`` (the path of a root-relative path on ``fs``), listing, ``exists`` and
-    ``write_parquet``.
+    In: ``data_root`` (local path, ``file://path`` or ``s3://bucket/prefix``) and optional S3
+    settings (precedence in the module docstring).  Out: the storage API on root-relative
+    paths, ``fs`` (a pyarrow filesystem for datasets and reads) and ``path(rel)`` (the path
+    of ``rel`` on ``fs``).  A scheme other than ``file``/``s3`` raises ConfigError.
 
     Picklable: only the root and the RESOLVED S3 settings (credentials included) are
-    pickled, the filesystem is rebuilt on first use, so a Beam worker reaches the same
-    store as the process that built the pipeline whatever its own environment.
+    pickled; clients are rebuilt on first use, so a Beam worker reaches the same store as
+    the process that built the pipeline whatever its own environment.
     """
 
     def __init__(self, data_root: str, s3_endpoint: Optional[str] = None,
                  s3_access_key: Optional[str] = None, s3_secret_key: Optional[str] = None,
                  s3_region: Optional[str] = None):
         self.data_root = data_root.rstrip("/") if data_root != "/" else data_root
+        split = urlsplit(self.data_root) if "://" in self.data_root else None
+        self.scheme = split.scheme.lower() if split else ""
+        if self.scheme == "s3":
+            root = self.data_root[len("s3://"):]
+        elif self.scheme == "file":
+            root = split.path or "/"
+        else:
+            root = os.path.abspath(self.data_root)
         # Resolved now (not on the workers); a local root needs and reads no S3 settings.
         self._s3 = s3_settings(endpoint=s3_endpoint, access_key=s3_access_key,
-                               secret_key=s3_secret_key, region=s3_region) if self.is_s3 else {}
-        self._fs: Optional[pafs.FileSystem] = None
-
-    def __getstate__(self):
-        return {"data_root": self.data_root, "_s3": self._s3, "_fs": None}
-
-    @property
-    def is_s3(self) -> bool:
-        return self.data_root.startswith("s3://")
+                               secret_key=s3_secret_key, region=s3_region) \
+            if self.scheme == "s3" else {}
+        self.backend = open_backend(self.scheme, root, self._s3)
+        self._root = self.backend.root
+        # folders already found free of the old layout (io_connectors.lake.legacy_layout)
+        self.layout_checked: set = set()
 
     @property
     def fs(self) -> pafs.FileSystem:
-        if self._fs is None:
-            if self.is_s3:
-                ep = self._s3["endpoint"]
-                kw = dict(access_key=self._s3["access_key"], secret_key=self._s3["secret_key"],
-                          region=self._s3["region"],
-                          connect_timeout=self._s3["connect_timeout_s"],
-                          request_timeout=self._s3["request_timeout_s"])
-                if ep:
-                    scheme, _, host = ep.partition("://")
-                    kw.update(endpoint_override=(host or scheme).rstrip("/"),
-                              scheme=scheme if host else "https")
-                self._fs = pafs.S3FileSystem(**kw)
-            else:
-                self._fs = pafs.LocalFileSystem()
-        return self._fs
+        return self.backend.fs
 
     def path(self, relative: str) -> str:
         """The filesystem path (for ``self.fs``) of a path relative to the data root."""
-        root = self.data_root[len("s3://"):] if self.is_s3 else os.path.abspath(self.data_root)
-        return f"{root}/{relative}" if relative else root
+        return f"{self._root}/{relative}" if relative else self._root
+
+    # ---- the storage API ---------------------------------------------------------------
+    def publish(self, relative: str, data) -> str:
+        """``relative`` holds exactly ``data`` (bytes-like) afterwards, replacing any
+        previous content atomically; returns ``relative``."""
+        self.backend.publish(self.path(relative), data)
+        return relative
+
+    def publish_if_absent(self, relative: str, data) -> str:
+        """Like ``publish`` but never overwrites: FileExistsError if ``relative`` exists
+        (also when another writer wins a race for it); returns ``relative``."""
+        self.backend.publish_if_absent(self.path(relative), data)
+        return relative
+
+    def exchange(self, staged: str, relative: str) -> str:
+        """Puts the staged file ``staged`` (e.g. written with ``publish`` under a hidden
+        name) in place of ``relative`` in one step for readers (replacing what was there);
+        ``staged`` no longer exists afterwards.  Returns ``relative``."""
+        self.backend.exchange(self.path(staged), self.path(relative))
+        return relative
+
+    def lock(self, relative: str, timeout_s: float = 60.0) -> contextlib.AbstractContextManager:
+        """An exclusive lock named ``relative`` (a hidden name is best), held across every
+        process and host using this lake: ``with storage.lock("x/.lock"): ...``.  Waits up
+        to ``timeout_s``, then raises TimeoutError."""
+        return self.backend.lock(self.path(relative), timeout_s)
+
+    def delete(self, relative: str) -> bool:
+        """Deletes a file; False if it did not exist."""
+        return self.backend.delete(self.path(relative))
 
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self.path(relative)).type != pafs.FileType.NotFound
+
+    def read_bytes(self, relative: str) -> Optional[bytes]:
+        """The file's bytes, or None if it does not exist."""
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
 
     def list_dirs(self, relative: str) -> list[str]:
         """Sorted names of the visible sub-folders of a folder (not starting with '.' or
@@ -103,43 +149,44 @@ class LakeStorage:
                       and not any(p.startswith((".", "_")) for p in
                                   i.path[len(self.path(relative)):].split("/") if p))
 
+    def relative(self, path: str) -> str:
+        """The root-relative form of a path on ``fs`` (e.g. one of ``list_files``)."""
+        return path[len(self._root):].lstrip("/")
+
+    # ---- Parquet -----------------------------------------------------------------------
     def write_parquet(self, relative_dir: str, name: str, table: pa.Table,
                       compression: str = "zstd", compression_level: int = 3) -> str:
-        """Writes ``table`` as ``relative_dir/name`` atomically; never overwrites.
+        """Writes ``table`` as ``relative_dir/name`` (``publish_if_absent``): atomic, never
+        overwrites (FileExistsError if the name is taken).  Returns the relative path."""
+        return self.publish_if_absent(f"{relative_dir}/{name}",
+                                      parquet_bytes(table, compression, compression_level))
 
-        Returns the relative path.  Raises FileExistsError if the name is taken.  On S3
-        the check and the upload are two requests: see the module docstring for the race.
-        """
-        rel = f"{relative_dir}/{name}"
-        if self.is_s3:
-            sink = io.BytesIO()        # serialise first: keeps check -> upload short
-            pq.write_table(table, sink, compression=compression,
-                           compression_level=compression_level)
-            if self.exists(rel):
-                raise FileExistsError(rel)
-            with self.fs.open_output_stream(self.path(rel)) as out:
-                out.write(sink.getbuffer())
-            return rel
-        folder = self.path(relative_dir)
-        os.makedirs(folder, exist_ok=True)
-        final = os.path.join(folder, name)
-        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression=compression,
-                               compression_level=compression_level)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, final)           # atomic, and fails if final exists
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return rel
+    def read_parquet(self, relative: str, columns=None) -> pa.Table:
+        """A Parquet file of the lake, timestamps as ``timestamp[ns, UTC]`` (see the
+        module docstring)."""
+        with self.fs.open_input_file(self.path(relative)) as fh:
+            return widen_timestamps(pq.read_table(fh, columns=columns))
+
+
+def parquet_bytes(table: pa.Table, compression: str = "zstd",
+                  compression_level: Optional[int] = 3) -> pa.Buffer:
+    """``table`` as Parquet bytes in the lake's format: timestamps as microseconds UTC
+    (sub-microsecond digits dropped: the exact time is in the ``*_ns`` column)."""
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow Table, got {type(table).__name__}")
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=compression, compression_level=compression_level,
+                   coerce_timestamps=TIMESTAMP_UNIT, allow_truncated_timestamps=True)
+    return sink.getvalue()
+
+
+def widen_timestamps(table: pa.Table) -> pa.Table:
+    """Timestamp columns of a table read from the lake as ``timestamp[ns]`` (same zone)."""
+    if not any(pa.types.is_timestamp(f.type) and f.type.unit != "ns" for f in table.schema):
+        return table
+    fields = [pa.field(f.name, pa.timestamp("ns", f.type.tz), f.nullable, f.metadata)
+              if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields, table.schema.metadata))
 
 
 def parquet_options() -> tuple[str, int]:

@@ -19,7 +19,10 @@ null_rates_summary`` keys are kept too).  Checks:
   BREAK/REJECT/CHOP;
 - ``duplicate_event_ids``: across all dates; must be 0;
 - ``front_month_purity``: every date was built from one contract, its front month
-  (from the lineage); roll-contaminated dates (dominance < 60 %) are listed.
+  (from the lineage); roll-contaminated dates (dominance < 60 %) are listed;
+- ``warmup``: every date had the 2-minute bars its longest SMA needs before the session;
+  a date without names its warm-up weekdays missing in Bronze
+  (``transforms.silver.warmup``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import pyarrow as pa
 from transforms.arrow_stats import null_rate
 
 from transforms.silver.stage_rth_filter import declared_schema
+from transforms.silver.warmup import warmup_check
 
 OUTCOMES = ("BREAK", "REJECT", "CHOP")
 MAX_FEATURE_NULL_RATE = 0.10
@@ -121,6 +125,8 @@ def validate_feature_set(manifest, tables: Mapping[str, pa.Table],
     checks["front_month_purity"] = {"success": not impure, "observed": purity,
                                     "impure_dates": impure,
                                     "roll_contaminated_dates": contaminated}
+
+    checks["warmup"] = warmup_check({d: lineages.get(d) for d in dates})
 
     feature_rates = [rates[c] for c in manifest.feature_columns if c in rates]
     return {
