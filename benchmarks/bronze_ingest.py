@@ -25,8 +25,8 @@ What it measures
     reported: start-up (process start -> first shard readable), the drain time excluding
     start-up (first shard -> last shard) and the process wall time.
     - beam x2: two ``bronze_stream`` processes started together on the same durable
-      consumer and lake (horizontal scale-out), same backlog, same measurement; rows
-      written per instance are taken from their final log lines.  ``--instances`` picks
+      consumer and lake (horizontal scale-out), same backlog, same measurement; the
+      messages each instance took are read from its log.  ``--instances`` picks
       the counts (none: skipped).
 (b) Steady latency.  With the system running (streaming mode) and warmed up (1000
     warm-up events of another partition must be readable first), events are published
@@ -364,13 +364,18 @@ def _command_of(system: str):
     return COMMANDS[name], int(times or 1)
 
 
-def _rows_written(log_path: str) -> Optional[int]:
-    """rows_written of the pipeline's final summary line (None if it has none)."""
+def _instance_share(log_path: str) -> Optional[int]:
+    """Messages one consumer process took: the sum of its readers' ``split i finished
+    after N messages`` lines (bronze_stream), else its ``rows_written=N`` (the baseline);
+    None if the log has neither."""
     try:
         text = open(log_path, encoding="utf-8", errors="replace").read()
     except OSError:
         return None
-    m = re.findall(r"rows_written['\"]?[:=] ?(\d+)", text)
+    splits = re.findall(r"split \d+ finished after (\d+) messages", text)
+    if splits:
+        return sum(int(n) for n in splits)
+    m = re.findall(r"rows_written=(\d+)", text)
     return int(m[-1]) if m else None
 
 
@@ -439,7 +444,7 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
     if res.rows != n and not res.note:
         res.note = f"{res.rows:,} rows landed for {n:,} events ({res.distinct_seq:,} distinct)"
     res.log = log_findings(logs[0])
-    res.per_instance_rows = [_rows_written(log) for log in logs]
+    res.per_instance_rows = [_instance_share(log) for log in logs]
     if args.keep_temp:
         print(f"  [{system}] logs: {', '.join(logs)}")
     return res
@@ -787,7 +792,7 @@ def print_scaleout(drain: dict) -> None:
                              ("  start-up: start -> first shard [s]", "startup_s", "{:.2f}"),
                              ("  load average (1 min) at run start", "load", "{:.2f}")):
         print(row.format(label, *[_f(getattr(r, attr) if r else math.nan, fmt) for r in order]))
-    print(row.format("  rows written per instance", *[
+    print(row.format("  messages taken per instance", *[
         "/".join(f"{x:,}" if x is not None else "?" for x in r.per_instance_rows) if r else "n/a"
         for r in order]))
     print("-" * width)

@@ -4,7 +4,6 @@ into one lake and split the work; each event lands once; every instance drains w
 instance (``--num_readers``) share the work too.  Real nats-server, Prism, SeaweedFS."""
 from __future__ import annotations
 
-import ast
 import os
 import re
 import signal
@@ -40,12 +39,13 @@ def _reading(log_path: str) -> bool:
     return "reading (split" in _log(log_path)
 
 
-def _summary(log_path: str) -> dict:
-    """The counters of the pipeline's last line: ``... finished (exit 0): {...}``."""
-    m = re.findall(r"finished \(exit (\d+)\): (\{.*\})", _log(log_path))
-    assert m, _log(log_path)[-3000:]
-    code, counters = m[-1]
-    return {"exit": int(code), **ast.literal_eval(counters)}
+def _messages_read(log_path: str) -> int:
+    """Messages an instance's readers took (``split i finished after N messages``); the
+    instance wrote each of them (it drained with exit 0).  The job's metrics are not used:
+    a last bundle's counters may be missing from them."""
+    found = re.findall(r"split \d+ finished after (\d+) messages", _log(log_path))
+    assert found, _log(log_path)[-3000:]
+    return sum(int(n) for n in found)
 
 
 def _start_instances(module: str, n: int, tmp_path, *flags) -> list:
@@ -81,9 +81,9 @@ def test_two_bronze_instances_split_the_stream_and_each_event_lands_once(nats_se
         for proc, _ in procs:
             kill_group(proc)
     _assert_lake_matches(data_root, events)          # right partitions, nothing twice
-    written = [_summary(log)["rows_written"] for _, log in procs]
-    assert sum(written) == len(events)
-    assert all(w > len(events) // 10 for w in written), f"one instance did (nearly) all: {written}"
+    taken = [_messages_read(log) for _, log in procs]
+    assert sum(taken) == len(events)
+    assert all(n > len(events) // 10 for n in taken), f"one instance did (nearly) all: {taken}"
     assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
 
 
@@ -117,8 +117,8 @@ def test_a_killed_instance_messages_are_taken_by_the_other(nats_server, tmp_path
         if b is not None:
             kill_group(b)
     assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
-    # the survivor wrote every message the killed one had not acked, and the rest
-    assert _summary(b_log)["rows_written"] == pending + held
+    # the survivor took every message the killed one had not acked, and the rest
+    assert _messages_read(b_log) == pending + held
 
 
 def test_draining_one_instance_hands_the_rest_to_the_other_at_once(nats_server, tmp_path):
@@ -145,7 +145,7 @@ def test_draining_one_instance_hands_the_rest_to_the_other_at_once(nats_server, 
         for proc, _ in procs:
             kill_group(proc)
     _assert_lake_matches(data_root, events)
-    assert _summary(a_log)["rows_written"] + _summary(b_log)["rows_written"] == len(events)
+    assert _messages_read(a_log) + _messages_read(b_log) == len(events)
 
 
 def test_two_gold_instances_split_the_signals(nats_server, tmp_path):
@@ -166,8 +166,8 @@ def test_two_gold_instances_split_the_signals(nats_server, tmp_path):
             for p in parquet_files(data_root, "levels/signals", "gold")
             for r in pq.read_table(p, columns=["ts_event_ns", "level_id"]).to_pylist()]
     assert len(keys) == len(set(keys)) == rows
-    written = [_summary(log)["rows_written"] for _, log in procs]
-    assert sum(written) == rows and all(w > 0 for w in written), written
+    taken = [_messages_read(log) for _, log in procs]
+    assert sum(taken) == len(snapshots) and all(n > 0 for n in taken), taken
     assert consumer_state(nats_server.url, *GOLD) == (0, 0)
 
 
@@ -225,7 +225,7 @@ def test_two_instances_share_one_s3_lake(nats_server, s3_server, tmp_path, monke
                                              dedupe=False))
              + len(reader.read_option_trades("ES", "2024-12-16", dedupe=False)))
     assert total == len(events), "each event once, nothing lost"
-    written = [_summary(log)["rows_written"] for _, log in procs]
-    assert sum(written) == len(events) and all(w > 0 for w in written), written
+    taken = [_messages_read(log) for _, log in procs]
+    assert sum(taken) == len(events) and all(n > 0 for n in taken), taken
     assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
     assert not os.path.exists(data_root), "nothing written to a local folder"
