@@ -35,7 +35,8 @@ def build(p: beam.Pipeline, cfg: StreamConfig):
     written: full shards cut within a bundle, and the trigger-flushed rest."""
     batches = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
-        control_subject=cfg.control_subject, num_readers=cfg.num_readers, batches=True)
+        control_subject=cfg.control_subject, ready_subject=cfg.ready_subject,
+        num_readers=cfg.num_readers, batches=True)
     full, flushed = (batches
                      | "Parse" >> ParseMarketBatches()
                      | "Flush" >> BatchedFlushPolicy(cfg.max_events, cfg.max_seconds))

@@ -48,11 +48,19 @@ class StreamOptions(PipelineOptions):
                             help="bounded: stop once the consumer has nothing pending")
         parser.add_argument("--max_messages", type=int, default=None,
                             help="bounded: stop after this many messages")
-        parser.add_argument("--run_id", default=None, help="names the drain control subject")
+        parser.add_argument("--run_id", default=None,
+                            help="names this instance's control subjects (drain, ready); "
+                                 "unique per instance (default: random)")
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
         parser.add_argument("--log_level", default="INFO")
+
+
+def control_subjects(run_id: str) -> dict[str, str]:
+    """The NATS subjects of one pipeline instance: ``drain`` (a message asks its readers to
+    drain) and ``ready`` (each reader announces that it consumes)."""
+    return {kind: f"_lake.control.{run_id}.{kind}" for kind in ("drain", "ready")}
 
 
 def _flush_rule(role: str, o: StreamOptions) -> tuple[int, float]:
@@ -87,7 +95,11 @@ class StreamConfig:
 
     @property
     def control_subject(self) -> str:
-        return f"_lake.control.{self.run_id}.drain"
+        return control_subjects(self.run_id)["drain"]
+
+    @property
+    def ready_subject(self) -> str:
+        return control_subjects(self.run_id)["ready"]
 
     @classmethod
     def from_options(cls, o: StreamOptions, role: str) -> "StreamConfig":

@@ -229,3 +229,31 @@ def test_two_instances_share_one_s3_lake(nats_server, s3_server, tmp_path, monke
     assert sum(taken) == len(events) and all(n > 0 for n in taken), taken
     assert consumer_state(nats_server.url, *BRONZE) == (0, 0)
     assert not os.path.exists(data_root), "nothing written to a local folder"
+
+
+def test_a_writer_starts_only_when_its_own_pipeline_consumes(nats_server, tmp_path):
+    """With another instance already reading the consumer, ``start()`` of a second
+    ``BronzeWriter`` waits for ITS readers: one that cannot start is reported, not taken
+    for started because the consumer is busy."""
+    import asyncio
+    from pipelines.bronze_writer import BronzeWriter
+    data_root = str(tmp_path / "lake")
+
+    async def go():
+        first = BronzeWriter(bus=nats_server.url, data_root=data_root,
+                             log_path=str(tmp_path / "first.log"))
+        await first.start()
+        broken = BronzeWriter(bus=nats_server.url, data_root=data_root,
+                              extra_args=["--ack_wait_s=1"],     # refused at start-up
+                              log_path=str(tmp_path / "broken.log"))
+        try:
+            with pytest.raises(RuntimeError, match="exited with 2 during start-up"):
+                await broken.start(timeout=60)
+            second = BronzeWriter(bus=nats_server.url, data_root=data_root,
+                                  log_path=str(tmp_path / "second.log"))
+            await second.start()
+            wait_for(lambda: _reading(str(tmp_path / "second.log")), 30, message="its reader")
+            assert await second.stop() == 0
+        finally:
+            assert await first.stop() == 0
+    asyncio.run(go())

@@ -115,6 +115,7 @@ class _SourceConfig:
     stop_at_end: bool = False
     max_messages: Optional[int] = None
     control_subject: Optional[str] = None
+    ready_subject: Optional[str] = None
     idle_watermark_lag_s: float = 2.0
     reader_index: int = 0
     num_readers: int = 1
@@ -190,6 +191,8 @@ class _SharedSubscription:
 
         if cfg.control_subject:
             self._control = await self.nc.subscribe(cfg.control_subject, cb=on_control)
+        if cfg.ready_subject:                     # this instance reads now (StreamWriter)
+            await self.nc.publish(cfg.ready_subject, str(cfg.reader_index).encode())
         await self.nc.flush()
         return False
 
@@ -349,6 +352,8 @@ class ReadFromNats(beam.PTransform):
         updated at start, and the streams of configs/streams.yaml are ensured too.
       stop_at_end / max_messages: bounded mode.
       control_subject: a subject whose message asks the readers to drain.
+      ready_subject: a subject each split publishes its index on once it reads (how the
+        launcher of one instance learns that this instance, not another one, consumes).
       num_readers: source splits, each pulling from the consumer while it is read (the
         runner may run them in different workers); any number of pipelines may read
         the same consumer too.
@@ -363,7 +368,8 @@ class ReadFromNats(beam.PTransform):
 
     def __init__(self, settings: NatsSettings, consumer: ConsumerSpec, *,
                  stop_at_end: bool = False, max_messages: Optional[int] = None,
-                 control_subject: Optional[str] = None, num_readers: int = 1,
+                 control_subject: Optional[str] = None, ready_subject: Optional[str] = None,
+                 num_readers: int = 1,
                  max_batch: int = 2000, max_batches_per_bundle: int = 50,
                  max_read_time_s: float = 0.5, poll_interval_s: float = 0.1,
                  batches: bool = False):
@@ -375,6 +381,7 @@ class ReadFromNats(beam.PTransform):
         self._source = _NatsSource(_SourceConfig(
             settings=settings, consumer=consumer, stop_at_end=stop_at_end,
             max_messages=max_messages, control_subject=control_subject,
+            ready_subject=ready_subject,
             num_readers=num_readers, max_batch=max_batch))
         self._bundle = (poll_interval_s, max_batches_per_bundle, max_read_time_s)
         self._batches = batches
