@@ -9,8 +9,8 @@ a SIGTERM does, and prints what landed where.  Then Silver: the full session of 
 Bronze from Databento DBN files with the bounded ``bronze_backfill`` pipeline (the
 streamed window is in it again: the same exchange events, stored twice with other capture
 metadata; readers that deduplicate on event identity, ``BronzeReader`` and the Silver
-inputs, count each event once), and the v3.1.0 feature set is built for the date with
-``SilverFeatureBuilder`` on the DirectRunner.
+inputs, count each event once), and the newest feature set of ``configs/features``
+(v3.2.0) is built for the date with ``SilverFeatureBuilder`` on the DirectRunner.
 Then Gold: the Silver version is promoted to the training dataset ``demo_signals`` with
 ``GoldCurator`` (gates evaluated, including the causality spot check) and validated.
 
@@ -42,10 +42,19 @@ from io_connectors.nats.settings import NatsSettings
 from pipelines.gold_curator import GoldCurator
 from pipelines.io_service import IOService
 from pipelines.silver_builder import SilverFeatureBuilder
+from transforms.feature_manifest import VERSION_RE
 from transforms.silver.session import previous_weekdays
 from transforms.synthetic_session import synthetic_session
 
-MANIFEST = os.path.join(PROJECT_ROOT, "configs", "features", "v3.1.0.yaml")
+FEATURES_DIR = os.path.join(PROJECT_ROOT, "configs", "features")
+
+
+def newest_manifest(folder: str = FEATURES_DIR) -> str:
+    """The manifest of the highest version in ``configs/features`` (v3.2.0 today)."""
+    versions = [n[:-len(".yaml")] for n in os.listdir(folder)
+                if n.endswith(".yaml") and VERSION_RE.match(n[:-len(".yaml")])]
+    newest = max(versions, key=lambda v: tuple(int(x) for x in v[1:].split(".")))
+    return os.path.join(folder, f"{newest}.yaml")
 
 
 def _say(msg: str) -> None:
@@ -156,9 +165,11 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
         shutil.rmtree(dbn_dir, ignore_errors=True)
     _identity_report(data_root, date)
 
-    _say(f"Silver: building v3.1.0 for {date} (18 stages, DirectRunner) ...")
+    manifest = newest_manifest()
+    _say(f"Silver: building {os.path.basename(manifest)[:-5]} for {date} (18 stages, "
+         f"DirectRunner) ...")
     builder = SilverFeatureBuilder(data_root=data_root)
-    stats = builder.build_feature_set(MANIFEST, [date], force=True)
+    stats = builder.build_feature_set(manifest, [date], force=True)
     if stats["dates_failed"]:
         _say(f"Silver build failed: {stats['dates_failed']}")
         return 1
@@ -176,14 +187,16 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
         print(df[cols].to_string(index=False, max_rows=12))
     checks = builder.get_validation(stats["version"])["checks"]
     _say("validation.json: " + ", ".join(
-        f"{name} {'ok' if c['success'] else 'FAILED'}" for name, c in checks.items()))
+        f"{name} {({True: 'ok', False: 'FAILED', None: 'not enforced'})[c['success']]}"
+        for name, c in checks.items()))
     return 0
 
 
 def _gold(data_root: str) -> int:
-    _say("Gold: promoting Silver v3.1.0 to the training dataset 'demo_signals' ...")
+    version = os.path.basename(newest_manifest())[:-len(".yaml")]
+    _say(f"Gold: promoting Silver {version} to the training dataset 'demo_signals' ...")
     curator = GoldCurator(data_root=data_root)
-    result = curator.promote_to_training("v3.1.0", "demo_signals", notes="demo", force=True)
+    result = curator.promote_to_training(version, "demo_signals", notes="demo", force=True)
     for name, gate in result["gates"].items():
         outcome = {True: "passed", False: "FAILED", None: "not checked"}[gate.get("success")]
         print(f"    gate {name:<17} {outcome}")

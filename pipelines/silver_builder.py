@@ -38,10 +38,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.silver_inputs import ReadSilverInputs
-from io_connectors.lake.silver_store import SilverStore
+from io_connectors.lake.silver_store import EPISODES, SIGNALS, SilverStore
 from io_connectors.lake.silver_write import WriteSilverDays
 from pipelines.runner_setup import dask_partitions, prepare_runner
 from transforms.completeness import compare_counts
+from transforms.import_closure import project_module_files
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
                                          load_manifest)
 from transforms.silver.ptransforms import SilverStages
@@ -51,25 +52,33 @@ from transforms.validation_report import failed_checks
 
 _LOG = logging.getLogger("silver")
 ManifestLike = Union[FeatureManifest, str, Path, dict]
-_CODE_GLOBS = ("transforms/silver/*.py", "transforms/feature_manifest.py",
-               "io_connectors/lake/silver_*.py", "io_connectors/lake/bronze_reader.py")
+# The modules whose code decides what a build writes: the build's own module and everything
+# it imports from the project (found by reading the imports, transforms/import_closure.py).
+CODE_ROOTS = ("pipelines.silver_builder",)
 
 
-def code_version() -> dict:
-    """Git commit (with a dirty flag) and a SHA-256 of the Silver code's sources."""
+def code_files(root: Path = PROJECT_ROOT) -> list[str]:
+    """The project source files the Silver build imports (relative paths, sorted)."""
+    return project_module_files(CODE_ROOTS, root)
+
+
+def code_version(root: Path = PROJECT_ROOT) -> dict:
+    """Git commit (with a dirty flag) and a SHA-256 over the sources the build imports
+    (``code_files``: path and bytes of each), so a change to any of them, e.g. the
+    front-month rule, changes the recorded code version."""
     digest = hashlib.sha256()
-    for pattern in _CODE_GLOBS:
-        for path in sorted(PROJECT_ROOT.glob(pattern)):
-            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    out = {"source_sha256": digest.hexdigest()}
+    files = code_files(root)
+    for rel in files:
+        digest.update(rel.encode())
+        digest.update((Path(root) / rel).read_bytes())
+    out = {"source_sha256": digest.hexdigest(), "source_files": len(files)}
     try:
         out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
             timeout=10, check=True).stdout.strip()
         out["git_dirty"] = bool(subprocess.run(
-            ["git", "status", "--porcelain", "--", "transforms", "io_connectors"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip())
+            ["git", "status", "--porcelain", "--", *files],
+            cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
@@ -175,7 +184,7 @@ class SilverFeatureBuilder:
         recorded = {r["date"]: r["signal_count"] for r in results if r["status"] == "built"}
         published = {d: self.storage.read_parquet(self.store.table_file(version, d),
                                                   columns=["date"]).num_rows
-                     for d in recorded if self.store.has_table(version, d, "signals")}
+                     for d in recorded if self.store.has_table(version, d, SIGNALS)}
         problems = compare_counts(recorded, published, "signals")
         return [dict(r, status="failed", stage="publish", reason=f"the published signals "
                      f"do not match the build record: {problems[r['date']]}")
@@ -200,7 +209,9 @@ class SilverFeatureBuilder:
         dates = self.store.built_dates(m.version)
         tables = {d: self.store.read_table(m.version, d) for d in dates}
         lineages = {d: self.store.read_lineage(m.version, d) for d in dates}
-        validation = validate_feature_set(m, tables, lineages)
+        episodes = {d: self.store.read_table(m.version, d, EPISODES) for d in dates
+                    if "episodes" in {s.split("@")[0] for s in m.stages}}
+        validation = validate_feature_set(m, tables, lineages, episodes)
         doc = m.to_dict()
         doc.update({
             "created_at": f"{dt.datetime.utcnow():%Y-%m-%dT%H:%M:%SZ}",

@@ -42,7 +42,7 @@ def test_shipped_manifest_loads():
     m = load_manifest(V310)
     assert isinstance(m, FeatureManifest)
     assert m.version == "v3.1.0" and m.parent_version is None
-    assert m.stages == KNOWN_STAGES and len(m.stages) == 18
+    assert m.stages == tuple(s for s in KNOWN_STAGES if "@" not in s) and len(m.stages) == 18
     assert m.identity_columns == [n for n, _ in IDENTITY_COLUMNS]
     assert len(m.identity_columns) == 10
     assert m.label_columns[0] == "outcome"
@@ -276,7 +276,15 @@ def test_compare_manifests(good):
     }
     assert diff["parameters"]["added"] == {"labels.new_knob": 1}
     assert diff["parameters"]["removed"] == {"order_flow.method": "best_bid_ask_ofi"}
-    assert diff["stages"] == {"added": [], "removed": []}
+    assert diff["stages"] == {"added": [], "removed": [], "changed": {}}
+    red = diff["redefined"]
+    assert red["gex_above_1strike"] == ["dtype float64 -> float32"]
+    assert "parameter physics.barrier_window_s: 240 -> 120" in red["barrier_depth_start"]
+    assert "parameter order_flow.windows_s: [30, 60, 120, 300] -> [30, 60, 120, 300, 600]" \
+        in red["ofi_30s"]
+    assert "force" in red                                   # its group reads physics' output
+    assert "velocity_1min" not in red and "dist_pm_high" not in red and "event_id" not in red
+    assert diff["features"]["redefined"] == list(red)
 
 
 def test_compare_identical_and_flatten():
@@ -287,3 +295,24 @@ def test_compare_identical_and_flatten():
     assert diff["parameters"] == {"added": {}, "removed": {}, "changed": {}}
     flat = flatten_parameters({"a": {"b": {"c": 1}, "d": [1, 2]}, "e": 3})
     assert flat == {"a.b.c": 1, "a.d": [1, 2], "e": 3}
+
+
+def test_readme_column_table_is_the_v320_manifest():
+    import re
+    from transforms.feature_manifest import column_table
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    m = re.search(r"<!-- column-table v3.2.0 -->\n(.*?)\n<!-- /column-table -->", readme, re.S)
+    assert m, "README lost its v3.2.0 column table"
+    assert m.group(1) == column_table(os.path.join(ROOT, "configs", "features", "v3.2.0.yaml"))
+
+
+def test_v320_documents_every_column_and_keeps_v310_free_of_docs():
+    v32 = load_manifest(os.path.join(ROOT, "configs", "features", "v3.2.0.yaml"))
+    for g in v32.feature_groups:
+        for c in g.columns:
+            assert c.definition and (c.unit or c.dtype in ("string", "bool", "int8", "date32")
+                                     or g.name in ("identity",) or c.name.startswith("outcome")), c
+    assert v32.parent_version == "v3.1.0"
+    # v3.1.0's stored manifest (to_dict) is exactly what it was: no new keys appear
+    assert all(set(c) == {"name", "dtype"} for g in load_manifest(V310).to_dict()["feature_groups"]
+               for c in g["columns"])

@@ -24,6 +24,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.demo import newest_manifest
+from transforms.feature_manifest import load_manifest
+
 from io_connectors.lake.bronze_reader import BronzeReader
 from io_connectors.lake.silver_inputs import read_silver_day
 from io_connectors.lake.silver_store import SilverStore
@@ -38,6 +41,7 @@ pytestmark = [pytest.mark.timeout(600),   # pyarrow converting tz-aware pandas c
               pytest.mark.filterwarnings("ignore:Series.values returning an ndarray")]
 
 DATE, SCALE, SEED = "2024-12-16", 0.1, 11          # the demo's session and seed
+DEMO_VERSION = os.path.basename(newest_manifest())[:-len(".yaml")]   # what the demo builds
 WINDOW = ("14:56", 3)                              # streamed: 3 minutes from 14:56 UTC
 
 
@@ -122,7 +126,7 @@ def _tz_aware(col: pa.ChunkedArray) -> bool:
 @pytest.mark.parametrize("table", ["signals", "state_table", "episodes"])
 def test_each_silver_table_is_its_own_dataset(lake, tool, table):
     store = SilverStore(LakeStorage(lake))
-    folder = os.path.join(lake, store.table_dir("v3.1.0", table))
+    folder = os.path.join(lake, store.table_dir(DEMO_VERSION, table))
     truth = _truth(folder)
     got = READERS[tool](folder)
     assert got.num_rows == truth.num_rows > 0
@@ -143,7 +147,7 @@ def test_the_gold_training_file(lake, tool):
     meta = store.read_metadata("demo_signals")
     got = READERS[tool](os.path.join(lake, store.data_file("demo_signals")))
     assert got.num_rows == meta["signal_count"] > 0
-    assert got.column_names == MANIFEST.column_names()
+    assert got.column_names == load_manifest(newest_manifest()).column_names()
     assert _tz_aware(got["timestamp"])
     assert meta["gates"]["silver_validation"]["success"] is True
 

@@ -20,12 +20,13 @@ from io_connectors.lake.storage import LakeStorage
 from io_connectors.lake.silver_inputs import read_silver_day
 from pipelines.silver_builder import SilverFeatureBuilder
 from tests.silver_fixtures import MANIFEST, MANIFEST_PATH, ROOT
-from transforms.feature_manifest import ManifestError
+from transforms.feature_manifest import ManifestError, load_manifest
 from transforms.silver.day import DayFailure
 from transforms.silver.stages import run_stages
 from transforms.synthetic_session import synthetic_session
 
 SCALE = 0.05
+V320_PATH = os.path.join(ROOT, "configs", "features", "v3.2.0.yaml")
 WARMUP = ["2024-12-10", "2024-12-11", "2024-12-12"]
 DAYS = ["2024-12-13", "2024-12-16"]           # 12-16's warm-up: 12-11, 12-12, 12-13
 
@@ -131,9 +132,12 @@ def test_a_failing_date_is_reported_and_does_not_stop_the_others(lake, prism_pat
         builder.build_feature_set(m, [DAYS[1]])
 
 
-def test_features_are_causal_over_the_whole_pipeline(lake, tmp_path):
+@pytest.mark.parametrize("manifest_path", [MANIFEST_PATH, V320_PATH])
+def test_features_are_causal_over_the_whole_pipeline(lake, manifest_path):
     """Changing Bronze after time T leaves every feature of every event before T as it was;
-    only labels (forward-looking by definition) may change."""
+    only labels (forward-looking by definition) may change.  For v3.1.0 and for v3.2.0
+    (whose new and redefined columns are among the features compared)."""
+    MANIFEST = load_manifest(manifest_path)  # noqa: N806  (shadows the v3.1.0 default)
     day = run_stages(read_silver_day(lake, DAYS[1], MANIFEST.parameters, MANIFEST.columns(),
                                      MANIFEST.label_columns), MANIFEST.stages)
     assert not isinstance(day, DayFailure), day
@@ -142,13 +146,16 @@ def test_features_are_causal_over_the_whole_pipeline(lake, tmp_path):
     cut = int(events["ts_ns"].iloc[len(events) // 2]) + 1
     raw = read_silver_day(lake, DAYS[1], MANIFEST.parameters, MANIFEST.columns(),
                           MANIFEST.label_columns)
+    raw = raw.replace(options=raw.options.copy())
     trades = raw.trades.copy()
     later = trades["ts_event_ns"] >= cut
     trades.loc[later, "price"] = trades.loc[later, "price"] + 37.25      # a different future
     trades.loc[later, "size"] = trades.loc[later, "size"] * 3
     mbp = raw.mbp.copy()
     mbp.loc[mbp["ts_event_ns"] >= cut, "bid_sz_1"] += 500
-    changed = run_stages(raw.replace(trades=trades, mbp=mbp), MANIFEST.stages)
+    options = raw.options.copy()
+    options.loc[options["ts_event_ns"] >= cut, "size"] *= 7
+    changed = run_stages(raw.replace(trades=trades, mbp=mbp, options=options), MANIFEST.stages)
     # and with everything after the cut removed (no later data at all)
     truncated = run_stages(raw.replace(trades=raw.trades[raw.trades["ts_event_ns"] < cut],
                                        mbp=raw.mbp[raw.mbp["ts_event_ns"] < cut],
@@ -211,3 +218,62 @@ def test_cli_rejects_a_misspelled_flag_naming_it(tmp_path):
     out = _cli("--manifest", MANIFEST_PATH, "--dates", "2024-12-16", "--froce",
                "--data_root", str(tmp_path))
     assert out.returncode == 2 and "unknown flag --froce (did you mean --force?)" in out.stderr
+
+
+def test_v320_builds_beside_v310_compares_and_validation_passes(built, lake):
+    """v3.2.0 is built into its own version beside v3.1.0 (which is untouched); the
+    comparison lists added, removed and redefined columns; the dead-feature checks report
+    per column and pass.  On these light days (about 50 option trades each, scale 0.05) net
+    dealer gamma near the levels of 2024-12-16 never leaves the +-25 band, so fuel_effect is
+    NEUTRAL all that day: the manifest declares that expected, with its reason, and the
+    check lists it under ``expected`` instead of failing."""
+    builder, _ = built
+    before = builder.load_features("v3.1.0")
+    stats = builder.build_feature_set(V320_PATH, DAYS)
+    assert stats["dates_built"] == DAYS and not stats["dates_failed"]
+    m = load_manifest(V320_PATH)
+    df = builder.load_features("v3.2.0")
+    assert list(df.columns) == m.column_names() and len(df) == stats["signal_count"]
+    pd.testing.assert_frame_equal(builder.load_features("v3.1.0"), before)
+
+    diff = builder.compare_versions("v3.1.0", "v3.2.0")
+    assert diff["features"]["removed"] == ["tape_volume_nonzero", "gex_nonzero"]
+    for new in ("book_imbalance_5", "gamma_at_level_strike", "gex_0dte_above_2strike",
+                "level_velocity_1min", "tape_imbalance_trend", "strength_abs",
+                "excursion_favorable_atr"):
+        assert new in diff["features"]["added"], new
+    assert "stage physics -> physics@2" in diff["redefined"]["tape_buy_vol"]
+    assert "stage labels -> labels@2" in diff["redefined"]["outcome"]
+    assert "dist_pm_high" not in diff["redefined"] and "event_id" not in diff["redefined"]
+
+    v = builder.get_validation("v3.2.0")
+    for name in ("constant_features", "mostly_zero_features", "saturated_episode_dims"):
+        check = v["checks"][name]
+        assert check["enforced"] is True and check["observed"] and check["success"] is True
+    assert list(v["checks"]["constant_features"]["expected"]) == ["fuel_effect"]
+    assert v["success"] is True and stats["validation_success"] is True
+    assert set(df["outcome"]) == {"BREAK", "REJECT", "CHOP"}
+    old = builder.get_validation("v3.1.0")["checks"]["constant_features"]
+    assert old["success"] is None and "tape_buy_vol" in old["violations"]  # v3.1.0 is dead there
+
+
+def test_a_dead_feature_fails_the_build_validation_and_the_gold_gate(built, lake):
+    """A version whose fuel thresholds are v3.1.0's +-10,000 (out of the feature's range,
+    so fuel_effect can only be NEUTRAL) and that does not declare it expected: the build's
+    validation fails naming the column, and Gold refuses to promote the version."""
+    from pipelines.gold_curator import GoldCurator, PromotionError
+    builder, _ = built
+    raw = yaml.safe_load(open(V320_PATH))
+    raw["version"] = "v3.2.1"
+    raw["parameters"]["physics"].update(fuel_amplify_threshold=-10000.0,
+                                        fuel_dampen_threshold=10000.0)
+    raw["parameters"]["quality"]["expected"] = {}
+    stats = builder.build_feature_set(raw, DAYS)
+    assert stats["dates_built"] == DAYS and stats["validation_success"] is False
+    check = builder.get_validation("v3.2.1")["checks"]["constant_features"]
+    assert set(check["violations"]) == {"fuel_effect"}
+    assert check["violations"]["fuel_effect"][DAYS[1]] == 1
+    assert stats["validation_failed_checks"] == {
+        "constant_features": str(check["violations"])}
+    with pytest.raises(PromotionError, match="silver_validation.*constant_features"):
+        GoldCurator(storage=lake).promote_to_training("v3.2.1", "dead_fuel")

@@ -301,16 +301,21 @@ def test_option_trades(winter):
     opts = by_subject(winter, SUBJECT_OPTIONS)
     assert 25 <= len(opts) <= 80                           # ~1000 x 0.05
     spot = None
-    rights = Counter()
-    pattern = re.compile(r"ES241216([CP])(\d+)")
+    rights, expiries = Counter(), Counter()
     for subject, ev in winter:
         if subject == SUBJECT_BOOK:
             spot = (ev["levels"][0]["bid_px"] + ev["levels"][0]["ask_px"]) / 2
         elif subject == SUBJECT_OPTIONS:
-            assert ev["strike"] % 5 == 0
-            assert abs(ev["strike"] - spot) <= 50, (ev, spot)
-            assert ev["exp_date"] == WINTER and ev["underlying"] == "ES"
-            m = pattern.fullmatch(ev["option_symbol"])
+            expiries[ev["exp_date"]] += 1
+            if ev["exp_date"] == WINTER:                   # 0DTE: 5-point grid near the money
+                assert ev["strike"] % 5 == 0
+                assert abs(ev["strike"] - spot) <= 50, (ev, spot)
+            else:                                          # the weekly: Friday 2024-12-20
+                assert ev["exp_date"] == "2024-12-20"
+                assert ev["strike"] % 25 == 0 and abs(ev["strike"] - spot) <= 175, (ev, spot)
+            assert ev["underlying"] == "ES"
+            yymmdd = ev["exp_date"][2:].replace("-", "")
+            m = re.fullmatch(rf"ES{yymmdd}([CP])(\d+)", ev["option_symbol"])
             assert m and m.group(1) == ev["right"] and int(m.group(2)) == ev["strike"]
             assert 0 < ev["opt_bid"] < ev["opt_ask"]
             assert ev["opt_bid"] <= ev["price"] <= ev["opt_ask"]
@@ -324,6 +329,8 @@ def test_option_trades(winter):
             assert ev["ts_event_ns"] < b["rth_end"]
             rights[ev["right"]] += 1
     assert rights["C"] > 5 and rights["P"] > 5
+    assert set(expiries) == {WINTER, "2024-12-20"}
+    assert 0.15 < expiries["2024-12-20"] / len(opts) < 0.45     # ~30 % not 0DTE
     in_rth = sum(b["rth_start"] <= o["ts_event_ns"] < b["rth_end"] for o in opts)
     assert in_rth / len(opts) > 0.75
 
@@ -335,7 +342,7 @@ def test_option_time_value_decays():
     for s, e in synthetic_session(WINTER, scale=0.15, seed=2, signals=False):
         if s == SUBJECT_BOOK:
             spot = (e["levels"][0]["bid_px"] + e["levels"][0]["ask_px"]) / 2
-        elif s == SUBJECT_OPTIONS and abs(e["strike"] - spot) <= 5:
+        elif s == SUBJECT_OPTIONS and abs(e["strike"] - spot) <= 5 and e["exp_date"] == WINTER:
             intrinsic = max(0.0, (spot - e["strike"]) * (1 if e["right"] == "C" else -1))
             tv = (e["opt_bid"] + e["opt_ask"]) / 2 - intrinsic
             if e["ts_event_ns"] < et_ns(WINTER, 10, 30):
@@ -418,3 +425,61 @@ def test_summary_helper(winter):
 def test_bad_scale():
     with pytest.raises(ValueError):
         synthetic_session(WINTER, scale=0)
+
+
+# ---------------------------------------------------------------- price-path calibration
+
+def _rth_bars_and_events(date: str, seed: int = 11):
+    """Front-month trades of a full-scale session straight from the generator's arrays (no
+    event dicts: fast), through Silver stages 1-5 of v3.1.0 (bars, levels, events), with
+    the three previous weekdays as the SMA warm-up."""
+    import numpy as np
+    import pandas as pd
+    import transforms.synthetic_session as ss
+    from tests.silver_fixtures import MANIFEST, PARAMS
+    from transforms.silver.day import SilverDay
+    from transforms.silver.session import previous_weekdays
+    from transforms.silver.stages import run_stages
+
+    def trades(d):
+        s = ss._Session(dt.date.fromisoformat(d), 1.0, seed, 6050.0)
+        f = s.is_front
+        px = (s.bid_tick[s.tb] + np.where(s.side > 0, s.spread[s.tb], 0)) * TICK
+        return pd.DataFrame({"ts_ns": s.t[f], "price": px[f], "size": s.size[f],
+                             "aggressor": s.side[f].astype(np.int8)})
+
+    warm = pd.concat([trades(d)[["ts_ns", "price"]] for d in previous_weekdays(date, 3)])
+    day = run_stages(SilverDay(date=date, params=PARAMS, trades=trades(date), warmup=warm,
+                               columns=tuple(MANIFEST.columns())),
+                     ["bars_1m", "bars_2m", "levels", "interaction_zones"])
+    b = session_bounds(date)
+    bars = day.bars_1m
+    rth = bars[(bars["bar_ns"] >= b["rth_start"]) & (bars["bar_ns"] < b["rth_end"])]
+    return rth, day.events
+
+
+@pytest.mark.parametrize("date", ["2024-12-16", "2024-07-15"])
+def test_price_path_is_calibrated_to_es_and_gives_a_real_days_events(date):
+    """What the generator is calibrated to (module docstring): RTH range 20-120 points, fat
+    1-minute tails, volatility clustering, 14-bar ATR of 2-5 points, and, through the
+    reversion near the day's levels, on the order of the original's real day of 166 level
+    events (53 inside RTH)."""
+    import numpy as np
+    rth, events = _rth_bars_and_events(date)
+    r = rth["close"].diff().dropna().to_numpy()
+    assert 20 <= rth["high"].max() - rth["low"].min() <= 120
+    kurtosis = ((r - r.mean()) ** 4).mean() / r.var() ** 2
+    assert kurtosis > 4                                     # normal: 3
+    a = np.abs(r) - np.abs(r).mean()
+    assert (a[:-1] * a[1:]).mean() / a.var() > 0.05         # |r| clusters
+    assert 1.5 <= rth["atr"].mean() <= 5.0
+    assert 60 <= len(events) <= 250
+    b = session_bounds(date)
+    in_window = events[(events["ts_ns"] >= b["rth_start"])
+                       & (events["ts_ns"] < b["rth_start"] + 3 * 3600 * 10**9)]
+    assert 20 <= len(in_window) <= 120
+    # same seed, same events; another seed, other events
+    again = _rth_bars_and_events(date)[1]
+    assert again["event_id"].tolist() == events["event_id"].tolist()
+    assert _rth_bars_and_events(date, seed=12)[1]["event_id"].tolist() != \
+        events["event_id"].tolist()

@@ -9,7 +9,8 @@ problem and the source file):
 * the YAML parses and its top level is a mapping with the keys of ``REQUIRED_KEYS``; unknown
   top-level keys other than the build-time keys of ``BUILD_KEYS`` are rejected;
 * ``version`` (and ``parent_version`` when not null) match ``vMAJOR.MINOR.PATCH``;
-* ``stages`` is a non-empty subset of ``KNOWN_STAGES``, in canonical order, without duplicates;
+* ``stages`` is a non-empty subset of ``KNOWN_STAGES``, in canonical order, without duplicates
+  and without two definitions of one step (``physics`` and ``physics@2``);
 * every parameter in ``REQUIRED_PARAMETERS[stage]`` (dotted path into ``parameters``) exists for
   each listed stage;
 * each feature group has a name (unique), description, columns given as ``{name, dtype}`` with a
@@ -18,7 +19,16 @@ problem and the source file):
 * an ``identity`` group exists and holds exactly ``IDENTITY_COLUMNS`` (names, order, dtypes);
 * label rule: a ``labels`` group exists; every one of its columns starts with one of
   ``LABEL_PREFIXES`` and no column outside it does (so forward-looking columns are always named,
-  and grouped, as labels).
+  and grouped, as labels);
+* every declared column is produced by one of the listed stages (each stage declares the
+  columns it adds in the registry, ``transforms/silver/registry.py``);
+* a column may document itself with ``definition``, ``unit``, ``window`` and ``original``;
+* an optional ``parameters.quality`` section (``min_events_per_date``, ``max_zero_share``,
+  ``max_saturated_share``, ``expected: {column or block.position: {check: reason}}``) turns
+  on the dead-feature checks of ``transforms/silver/quality.py`` for the version.
+
+``KNOWN_STAGES`` and ``REQUIRED_PARAMETERS`` are derived from that registry; the identity
+columns, label prefixes and dtypes are defined once in ``transforms/silver/columns.py``.
 """
 from __future__ import annotations
 
@@ -30,41 +40,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
-KNOWN_STAGES: Tuple[str, ...] = (
-    "load_bronze", "bars_1m", "bars_2m", "market_state", "levels", "interaction_zones",
-    "physics", "kinematics", "order_flow", "barrier_evolution", "level_distances", "gex",
-    "force_mass", "approach", "labels", "rth_filter", "state_table", "episodes",
-)
-
-# Dotted parameter keys each stage needs.
-REQUIRED_PARAMETERS: Dict[str, List[str]] = {
-    "load_bronze": ["session.timezone", "bronze.front_month_only", "bronze.mbp_downsample_ms",
-                    "bronze.mbp_window_start", "bronze.mbp_window_end"],
-    "bars_1m": ["bars.price_min", "bars.price_max", "bars.atr_bars", "bars.vol_bars"],
-    "bars_2m": ["bars.sma_bar_minutes", "bars.sma_periods", "bars.warmup_weekdays"],
-    "market_state": ["options.model", "options.risk_free_rate", "options.sigma",
-                     "options.expiry_time", "options.contract_multiplier"],
-    "levels": ["session.premarket_start", "session.rth_start", "session.opening_range_end",
-               "bars.sma_periods", "levels.kind_codes"],
-    "interaction_zones": ["zones.half_width_min", "zones.half_width_atr_factor"],
-    "physics": ["physics.tape_band", "physics.velocity_window_s", "physics.barrier_band",
-                "physics.barrier_window_s", "physics.barrier_delta_threshold",
-                "physics.wall_ratio_low", "physics.wall_ratio_high", "physics.weak_depth",
-                "physics.fuel_band", "physics.fuel_amplify_threshold",
-                "physics.fuel_dampen_threshold"],
-    "kinematics": ["kinematics.windows_min"],
-    "order_flow": ["order_flow.windows_s"],
-    "barrier_evolution": ["barrier_evolution.windows_min", "barrier_evolution.depth_levels"],
-    "level_distances": ["level_distances.stacking_bands", "levels.kind_codes"],
-    "gex": ["gex.strike_bands", "gex.strike_spacing"],
-    "force_mass": [],
-    "approach": ["approach.window_min", "approach.cluster_gap_min",
-                 "approach.cluster_level_change"],
-    "labels": ["labels.horizons_min", "labels.primary_horizon_min", "labels.break_threshold_atr"],
-    "rth_filter": ["session.timezone", "rth_filter.start", "rth_filter.end"],
-    "state_table": ["state_table.grid_s"],
-    "episodes": ["episodes.dims", "episodes.clip"],
-}
+from transforms.silver.columns import (DTYPES, IDENTITY_COLUMNS, LABEL_PREFIXES,  # noqa: F401
+                                       arrow_type)
+# derived from the stage registry (transforms/silver/registry.py)
+from transforms.silver.stages import KNOWN_STAGES, REQUIRED_PARAMETERS, stage_spec  # noqa: F401
 
 REQUIRED_KEYS: Tuple[str, ...] = ("version", "name", "description", "stages", "parameters",
                                   "feature_groups")
@@ -73,29 +52,14 @@ OPTIONAL_KEYS: Tuple[str, ...] = ("parent_version", "tags", "notes")
 BUILD_KEYS: Tuple[str, ...] = ("created_at", "created_by", "source", "validation")
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
+COLUMN_DOC_KEYS: Tuple[str, ...] = ("definition", "unit", "window", "original")
+# Dead-feature checks of transforms/silver/validation.py that a manifest may waive per column
+# (or episode position ``block.name``) under parameters.quality.expected, with a reason.
+QUALITY_CHECKS: Tuple[str, ...] = ("constant_features", "mostly_zero_features",
+                                   "saturated_episode_dims")
 
-IDENTITY_COLUMNS: Tuple[Tuple[str, str], ...] = (
-    ("event_id", "string"), ("ts_ns", "int64"), ("timestamp", "timestamp[ns, UTC]"),
-    ("level_price", "float64"), ("level_kind", "int8"), ("level_kind_name", "string"),
-    ("direction", "string"), ("entry_price", "float64"), ("zone_width", "float64"),
-    ("date", "date32"),
-)
 IDENTITY_GROUP = "identity"
 LABELS_GROUP = "labels"
-LABEL_PREFIXES: Tuple[str, ...] = ("outcome", "time_to_", "excursion_", "strength_")
-
-DTYPES: Tuple[str, ...] = ("string", "bool", "int8", "int16", "int32", "int64", "float32",
-                           "float64", "date32", "timestamp[ns]", "timestamp[ns, UTC]")
-
-
-def _arrow_type(dtype: str):
-    import pyarrow as pa
-    return {
-        "string": pa.string(), "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(),
-        "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-        "float64": pa.float64(), "date32": pa.date32(), "timestamp[ns]": pa.timestamp("ns"),
-        "timestamp[ns, UTC]": pa.timestamp("ns", tz="UTC"),
-    }[dtype]
 
 
 class ManifestError(ValueError):
@@ -104,8 +68,19 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
+    """A declared column; ``definition``, ``unit``, ``window`` and ``original`` (the
+    original system's name) document it (optional; v3.2.0 gives them for every column)."""
     name: str
     dtype: str
+    definition: str = ""
+    unit: str = ""
+    window: str = ""
+    original: str = ""
+
+    def to_dict(self) -> Dict[str, str]:
+        out = {"name": self.name, "dtype": self.dtype}
+        out.update({k: getattr(self, k) for k in COLUMN_DOC_KEYS if getattr(self, k)})
+        return out
 
 
 @dataclass(frozen=True)
@@ -161,7 +136,7 @@ class FeatureManifest:
 
     def arrow_schema(self):
         import pyarrow as pa
-        return pa.schema([pa.field(n, _arrow_type(t)) for n, t in self.columns()],
+        return pa.schema([pa.field(n, arrow_type(t)) for n, t in self.columns()],
                          metadata={b"feature_manifest_version": self.version.encode()})
 
     def to_dict(self) -> Dict[str, Any]:
@@ -171,7 +146,7 @@ class FeatureManifest:
             "stages": list(self.stages), "parameters": copy.deepcopy(dict(self.parameters)),
             "feature_groups": [
                 {"name": g.name, "description": g.description,
-                 "columns": [{"name": c.name, "dtype": c.dtype} for c in g.columns],
+                 "columns": [c.to_dict() for c in g.columns],
                  "dependencies": list(g.dependencies)} for g in self.feature_groups],
         }
 
@@ -257,6 +232,10 @@ def load_manifest(src: Union[str, os.PathLike, Mapping[str, Any]]) -> FeatureMan
             fail(f"unknown stage {s!r} (known: {', '.join(KNOWN_STAGES)})")
         if s in seen:
             fail(f"duplicate stage {s!r}")
+        same_step = [x for x in seen if x.split("@")[0] == s.split("@")[0]]
+        if same_step:
+            fail(f"stages {same_step[0]!r} and {s!r} are two definitions of one step; "
+                 f"list one")
         seen.add(s)
         idx = KNOWN_STAGES.index(s)
         if idx < last:
@@ -303,8 +282,14 @@ def load_manifest(src: Union[str, os.PathLike, Mapping[str, Any]]) -> FeatureMan
             fail(f"feature group {gname!r}: columns must be a non-empty list")
         cols: List[Column] = []
         for c in cols_raw:
-            if not isinstance(c, dict) or set(c) != {"name", "dtype"}:
-                fail(f"feature group {gname!r}: column {c!r} must be a mapping {{name, dtype}}")
+            if (not isinstance(c, dict) or not {"name", "dtype"} <= set(c)
+                    or set(c) - {"name", "dtype", *COLUMN_DOC_KEYS}):
+                fail(f"feature group {gname!r}: column {c!r} must be a mapping {{name, dtype}} "
+                     f"with optional {', '.join(COLUMN_DOC_KEYS)}")
+            docs = {k: c.get(k) for k in COLUMN_DOC_KEYS if k in c}
+            if not all(isinstance(v, str) for v in docs.values()):
+                fail(f"feature group {gname!r}: column {c.get('name')!r}: "
+                     f"{', '.join(COLUMN_DOC_KEYS)} must be strings")
             cname, dtype = c["name"], c["dtype"]
             if not isinstance(cname, str) or not cname:
                 fail(f"feature group {gname!r}: column name must be a non-empty string")
@@ -314,7 +299,7 @@ def load_manifest(src: Union[str, os.PathLike, Mapping[str, Any]]) -> FeatureMan
             if cname in owner:
                 fail(f"duplicate column {cname!r} in groups {owner[cname]!r} and {gname!r}")
             owner[cname] = gname
-            cols.append(Column(cname, dtype))
+            cols.append(Column(cname, dtype, **docs))
         groups.append(FeatureGroup(gname, str(g["description"] or ""), tuple(cols), tuple(deps)))
 
     names = [g.name for g in groups]
@@ -348,10 +333,51 @@ def load_manifest(src: Union[str, os.PathLike, Mapping[str, Any]]) -> FeatureMan
                 fail(f"column {c.name!r} in group {g.name!r} is named as a label; label columns "
                      f"belong in the 'labels' group")
 
+    produced = {}
+    for s in stages:
+        try:
+            for c in stage_spec(s).produced_columns(params):
+                produced.setdefault(c, s)
+        except KeyError as exc:           # a parameter naming the columns is missing
+            fail(f"stage {s!r}: {exc.args[0]}")
+    unproduced = [c for c in owner if c not in produced]
+    if unproduced:
+        fail(f"declared column(s) {unproduced} are produced by none of the listed stages")
+    problem = _quality_problem(params.get("quality"), owner, groups)
+    if problem:
+        fail(f"parameters.quality: {problem}")
+
     return FeatureManifest(
         version=version, name=raw["name"], description=raw["description"],
         parent_version=parent, tags=tuple(tags), notes=notes, stages=tuple(stages),
         parameters=params, feature_groups=tuple(groups), source=where)
+
+
+def _quality_problem(quality: Any, owner: Mapping[str, str], groups) -> Optional[str]:
+    """What is wrong with a ``parameters.quality`` section (None when absent or fine)."""
+    if quality is None:
+        return None
+    if not isinstance(quality, Mapping):
+        return "must be a mapping"
+    for key in ("min_events_per_date", "max_zero_share", "max_saturated_share"):
+        if key not in quality or not isinstance(quality[key], (int, float)):
+            return f"{key} must be a number"
+    expected = quality.get("expected") or {}
+    if not isinstance(expected, Mapping):
+        return "expected must map a column (or episode position block.name) to {check: reason}"
+    features = {c.name for g in groups if g.name not in (IDENTITY_GROUP, LABELS_GROUP)
+                for c in g.columns}
+    for name, waivers in expected.items():
+        if "." not in str(name) and name not in features:
+            return f"expected names {name!r}, which is not a feature column"
+        if not isinstance(waivers, Mapping) or not waivers:
+            return f"expected.{name} must map a check to a reason"
+        for check, reason in waivers.items():
+            if check not in QUALITY_CHECKS:
+                return f"expected.{name}: unknown check {check!r} (known: {', '.join(QUALITY_CHECKS)})"
+            if not isinstance(reason, str) or not reason.strip():
+                return f"expected.{name}.{check}: give the reason as a non-empty string"
+    return None
 
 
 def _as_manifest(m: Union[FeatureManifest, str, os.PathLike, Mapping[str, Any]]) -> FeatureManifest:
@@ -361,24 +387,39 @@ def _as_manifest(m: Union[FeatureManifest, str, os.PathLike, Mapping[str, Any]])
 def compare_manifests(a, b) -> Dict[str, Any]:
     """Differences from manifest ``a`` to ``b`` (either may be a FeatureManifest, path or dict).
 
-    Returns ``{"versions": (a, b), "features": {added, removed, common}, "dtype_changes":
-    {col: (old, new)}, "stages": {added, removed}, "parameters": {added: {k: v}, removed: {k: v},
-    changed: {k: (old, new)}}}`` with parameters flattened to dotted keys.
+    Returns ``{"versions": (a, b), "features": {added, removed, common, redefined},
+    "redefined": {col: [reasons]}, "dtype_changes": {col: (old, new)}, "stages": {added,
+    removed, changed}, "parameters": {added: {k: v}, removed: {k: v}, changed: {k: (old,
+    new)}}}`` with parameters flattened to dotted keys.
+
+    A column in both is *redefined* when its dtype changed, when a stage its group depends
+    on is another definition in ``b`` (``physics`` -> ``physics@2``) or reads a parameter
+    whose value changed, or when both document it and the definitions differ.
     """
     ma, mb = _as_manifest(a), _as_manifest(b)
     ca, cb = dict(ma.columns()), dict(mb.columns())
     pa_, pb = flatten_parameters(ma.parameters), flatten_parameters(mb.parameters)
+    common = [n for n in ca if n in cb]
+    redefined = {n: _redefinition(ma, mb, n) for n in common}
+    redefined = {n: r for n, r in redefined.items() if r}
+    step = lambda sid: sid.split("@")[0]  # noqa: E731
+    steps_a = {step(x): x for x in ma.stages}
+    steps_b = {step(x): x for x in mb.stages}
     return {
         "versions": (ma.version, mb.version),
         "features": {
             "added": [n for n in cb if n not in ca],
             "removed": [n for n in ca if n not in cb],
-            "common": [n for n in ca if n in cb],
+            "common": common,
+            "redefined": list(redefined),
         },
+        "redefined": redefined,
         "dtype_changes": {n: (ca[n], cb[n]) for n in ca if n in cb and ca[n] != cb[n]},
         "stages": {
-            "added": [s for s in mb.stages if s not in ma.stages],
-            "removed": [s for s in ma.stages if s not in mb.stages],
+            "added": [s for s in mb.stages if step(s) not in steps_a],
+            "removed": [s for s in ma.stages if step(s) not in steps_b],
+            "changed": {steps_a[k]: steps_b[k] for k in steps_a
+                        if k in steps_b and steps_a[k] != steps_b[k]},
         },
         "parameters": {
             "added": {k: pb[k] for k in pb if k not in pa_},
@@ -386,3 +427,48 @@ def compare_manifests(a, b) -> Dict[str, Any]:
             "changed": {k: (pa_[k], pb[k]) for k in pa_ if k in pb and pa_[k] != pb[k]},
         },
     }
+
+
+def _column(m: FeatureManifest, name: str) -> Tuple[FeatureGroup, Column]:
+    for g in m.feature_groups:
+        for c in g.columns:
+            if c.name == name:
+                return g, c
+    raise KeyError(name)
+
+
+def _redefinition(ma: FeatureManifest, mb: FeatureManifest, name: str) -> List[str]:
+    """Why column ``name`` means something else in ``mb`` than in ``ma`` ([] if it does not)."""
+    (ga, col_a), (gb, col_b) = _column(ma, name), _column(mb, name)
+    reasons = []
+    if col_a.dtype != col_b.dtype:
+        reasons.append(f"dtype {col_a.dtype} -> {col_b.dtype}")
+    deps_a = {d.split("@")[0]: d for d in ga.dependencies}
+    deps_b = {d.split("@")[0]: d for d in gb.dependencies}
+    for step in sorted(set(deps_a) | set(deps_b)):
+        if deps_a.get(step) != deps_b.get(step):
+            reasons.append(f"stage {deps_a.get(step)} -> {deps_b.get(step)}")
+    params = sorted({p for d in list(ga.dependencies) + list(gb.dependencies)
+                     for p in REQUIRED_PARAMETERS.get(d, ())})
+    for p in params:
+        va, vb = _get_dotted(ma.parameters, p), _get_dotted(mb.parameters, p)
+        if va != vb:
+            show = lambda v: "(none)" if v is _MISSING else v  # noqa: E731
+            reasons.append(f"parameter {p}: {show(va)} -> {show(vb)}")
+    if col_a.definition and col_b.definition and col_a.definition != col_b.definition:
+        reasons.append("definition changed")
+    return reasons
+
+
+def column_table(m: Union[FeatureManifest, str, os.PathLike, Mapping[str, Any]]) -> str:
+    """The manifest's columns as a Markdown table (group, name, dtype, definition, window,
+    unit, the original system's name), as in the README's Silver column table."""
+    m = _as_manifest(m)
+    rows = ["| group | column | dtype | definition | window | unit | original |",
+            "|---|---|---|---|---|---|---|"]
+    for g in m.feature_groups:
+        for c in g.columns:
+            cells = [g.name, f"`{c.name}`", c.dtype, c.definition, c.window, c.unit,
+                     f"`{c.original}`" if c.original and " " not in c.original else c.original]
+            rows.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return "\n".join(rows)

@@ -16,9 +16,10 @@ US/Eastern trading date, in ``(ts_event_ns, trades < options < book < signals)``
   mostly (occasionally 0.50), sizes >= 1 on all levels, touch sizes reduced by trades.
   An update is emitted whenever the touch changed before a trade, plus a share of the
   post-trade updates, for ~150k x ``scale`` updates per day.
-- ``market.options.trades``: ~1000 x ``scale`` ES 0DTE option trades (mostly RTH, none
-  after the 16:00 ET expiry), strikes on the 5-point grid within 45 points of the
-  at-the-money strike, Black-76 prices (σ 16 % with a put skew) on the CME premium ticks,
+- ``market.options.trades``: ~1000 x ``scale`` ES option trades (mostly RTH, none after
+  16:00 ET): 70 % 0DTE on the 5-point grid within 45 points of the at-the-money strike,
+  30 % in the next Friday's weekly expiry on the 25-point grid within 150 points (the real
+  day had 973 trades over 115 strikes, commonest spacing 25, 0DTE spacing 5), Black-76 prices (σ 16 % with a put skew) on the CME premium ticks,
   ``opt_bid < opt_ask`` with buys at the ask and sells at the bid.
 - ``levels.signals``: every 250 ms during RTH, the §1 payload for PM high/low (from 09:30)
   and opening-range high/low (from 09:45, causal).
@@ -47,9 +48,26 @@ NS = 1_000_000_000
 BIN_NS = 100_000_000                     # latent price / activity grid: 100 ms
 TRADES_PER_DAY = 600_000
 OPTIONS_PER_DAY = 1_000
+LATER_EXPIRY_SHARE = 0.3                 # option trades in the weekly expiry (25-point strikes)
 BOOK_UPDATES_PER_DAY = 150_000
 SIGNAL_INTERVAL_MS = 250
-DAILY_RTH_VOL = 0.0075                   # std of the RTH price change / price
+# Price path calibration (latent_price_path), to ES in 2024 (price ~6000): RTH 1-minute
+# return std about 2 points on average (~3.5 at the open, ~1.5 at midday), so a 14-bar ATR of
+# 3-4 points; daily RTH range 40-90 points (~1 %); 1-minute returns fat-tailed (excess
+# kurtosis well above 3 from Student-t(4) shocks, stochastic volatility and a few jumps);
+# volatility clustering (|return| autocorrelated over tens of minutes); intraday mean
+# reversion (price ranges around a slowly drifting value) and support/resistance at the
+# day's levels (PM and opening-range highs and lows), which price tests repeatedly.
+SIGMA_1MIN_RTH = 2.3                     # points, mean RTH 1-minute return std
+SHOCK_DOF = 4.0                          # Student-t degrees of freedom of minute shocks
+JUMPS_PER_DAY = 3.0                      # Poisson jumps (news), each ~4 minute-stds
+SLOW_VOL_PHI, SLOW_VOL_SD = 0.995, 0.30  # slow log-volatility factor per minute
+REVERSION_HALF_LIFE_MIN = 8.0            # pull of price towards its drifting value
+VALUE_DRIFT_SD = 1.0                     # points per minute, random walk of the value
+VALUE_HALF_LIFE_MIN = 30.0               # pull of the value towards the middle of the levels
+LEVEL_BAND = 8.0                         # points: support/resistance acts within this band
+LEVEL_PUSH = 3.0                         # points per minute away from a level inside it
+LEVEL_HOLD_PROBABILITY = 0.5             # a test of a level holds (push) or not (none)
 PHASE_SHARE = {"pm": 0.07, "rth": 0.90, "ah": 0.03}
 CARRY = 0.032                            # r - q for the calendar spread
 RATE = 0.045
@@ -215,12 +233,99 @@ def black76(fwd: float, strike: float, years: float, vol: float, right: str,
     return price, disc * _npdf(d1) / (fwd * sd)
 
 
+def next_weekly_expiry(day: dt.date) -> dt.date:
+    """The Friday after ``day`` (the weekly options the non-0DTE trades are in)."""
+    return day + dt.timedelta(days=(4 - day.weekday()) % 7 or 7)
+
+
 def _premium_tick(p: float) -> float:
     return 0.05 if p < 5.0 else 0.25
 
 
 def option_symbol(exp: dt.date, right: str, strike: float) -> str:
     return f"ES{exp:%y%m%d}{right}{int(strike)}"
+
+
+# --------------------------------------------------------------------------- price path
+
+def latent_price_path(rng: np.random.Generator, w: np.ndarray, phase: np.ndarray,
+                      start_price: float, b: dict[str, int], t0: int) -> np.ndarray:
+    """The latent mid price (points) of every 100 ms bin of the session.
+
+    Minute by minute (causal, as a market would): the 1-minute return is a Student-t shock
+    scaled to ``SIGMA_1MIN_RTH`` x sqrt(the minute's trading activity relative to the RTH
+    mean) x a slow stochastic-volatility factor, plus rare jumps; a drift pulls price
+    towards a slowly drifting value (half-life ``REVERSION_HALF_LIFE_MIN``), and within
+    ``LEVEL_BAND`` of a known level of the day (premarket high/low from 09:30, opening-range
+    high/low from 09:45) a push away from the level on the side price is on makes it act as
+    support or resistance, tested repeatedly: each test holds with probability
+    ``LEVEL_HOLD_PROBABILITY`` (else the level gives no support and may break).  Within each
+    minute the path is a Brownian bridge between the minute's closes whose increments follow
+    the bins' activity ``w`` (heavier-tailed t(5) steps)."""
+    n_bins = len(w)
+    n_min = -(-n_bins // 600)
+    pad = n_min * 600 - n_bins
+    wm = np.concatenate((w, np.full(pad, w[-1]))).reshape(n_min, 600)
+    act_min = wm.sum(axis=1)
+    rth_min = (t0 + np.arange(n_min, dtype=np.int64) * 600 * BIN_NS >= b["rth_start"]) & (
+        t0 + np.arange(n_min, dtype=np.int64) * 600 * BIN_NS < b["rth_end"])
+    sigma = SIGMA_1MIN_RTH * np.sqrt(act_min / act_min[rth_min].mean())
+    slow = np.empty(n_min)
+    zs = rng.standard_normal(n_min)
+    slow[0] = zs[0] * SLOW_VOL_SD
+    for i in range(1, n_min):
+        slow[i] = SLOW_VOL_PHI * slow[i - 1] + math.sqrt(1 - SLOW_VOL_PHI ** 2) * SLOW_VOL_SD * zs[i]
+    sigma = sigma * np.exp(slow - SLOW_VOL_SD ** 2)
+    dof = SHOCK_DOF
+    shocks = rng.standard_t(dof, n_min) / math.sqrt(dof / (dof - 2))
+    jumps = np.where(rng.random(n_min) < JUMPS_PER_DAY / n_min,
+                     rng.standard_normal(n_min) * 4.0, 0.0)
+    drift_z = rng.standard_normal(n_min)
+    hold_u = rng.random(n_min)
+    kappa = math.log(2.0) / REVERSION_HALF_LIFE_MIN
+    value_kappa = math.log(2.0) / VALUE_HALF_LIFE_MIN
+    minute_ns = t0 + np.arange(n_min + 1, dtype=np.int64) * 600 * BIN_NS
+    rth_i = int(np.searchsorted(minute_ns, b["rth_start"]))
+    or_i = int(np.searchsorted(minute_ns, b["or_end"]))
+    close = np.empty(n_min + 1)
+    close[0] = value = start_price
+    hi = lo = start_price
+    levels: list[float] = []
+    holding: list[Optional[bool]] = []                 # per level: None outside its band
+    for i in range(n_min):
+        if i == rth_i:
+            levels = [hi, lo]                          # premarket high / low
+            hi = lo = close[i]
+        elif i == or_i:
+            levels = levels + [hi, lo]                 # opening-range high / low
+        holding += [None] * (len(levels) - len(holding))
+        x = close[i]
+        drift = -kappa * (x - value)
+        for j, lvl in enumerate(levels):
+            d = x - lvl
+            if abs(d) >= LEVEL_BAND:
+                holding[j] = None
+                continue
+            if holding[j] is None:                     # a new test: does the level hold?
+                holding[j] = bool(hold_u[i] < LEVEL_HOLD_PROBABILITY)
+            if holding[j]:
+                drift += LEVEL_PUSH * (1.0 if d >= 0 else -1.0) * (1.0 - abs(d) / LEVEL_BAND)
+        r = drift + sigma[i] * (shocks[i] + jumps[i])
+        close[i + 1] = x + r
+        value += VALUE_DRIFT_SD * drift_z[i] * sigma[i] / SIGMA_1MIN_RTH
+        if levels:                                     # the day's value stays in its range
+            value -= value_kappa * (value - 0.5 * (max(levels) + min(levels)))
+        hi, lo = max(hi, x + r + 0.6 * sigma[i]), min(lo, x + r - 0.6 * sigma[i])
+    # Brownian bridges between the minute closes, steps following the bins' activity
+    steps = rng.standard_t(5, (n_min, 600)) / math.sqrt(5 / 3) * np.sqrt(
+        wm / wm.mean(axis=1, keepdims=True))
+    walk = np.cumsum(steps, axis=1)
+    frac = np.arange(1, 601) / 600.0
+    bridge = walk - frac * walk[:, -1:]
+    bridge *= (sigma / math.sqrt(600.0))[:, None] * 0.8
+    path = close[:-1, None] + frac * np.diff(close)[:, None] + bridge
+    path = np.concatenate(([start_price], path.reshape(-1)[:n_bins - 1]))
+    return path
 
 
 # --------------------------------------------------------------------------- generator
@@ -259,13 +364,9 @@ class _Session:
             ar[i] = phi * ar[i - 1] + math.sqrt(1 - phi * phi) * z[i]
         act = np.exp(0.35 * ar - 0.35 ** 2 / 2).repeat(600)[:n_bins]
 
-        # latent price in ticks: variance proportional to activity, t(5) innovations
+        # latent price in ticks (see latent_price_path): variance follows trading activity
         w = lam * act
-        rth_mean = w[phase == 1].mean()
-        sig_rth = DAILY_RTH_VOL * start_price / TICK / math.sqrt((b["rth_end"] - b["rth_start"]) / NS)
-        sd = sig_rth * math.sqrt(BIN_NS / NS) * np.sqrt(w / rth_mean)
-        steps = rng_lat.standard_t(5, n_bins) / math.sqrt(5 / 3) * sd
-        m = start_price / TICK + np.cumsum(steps)
+        m = latent_price_path(rng_lat, w, phase, start_price, b, t0) / TICK
         m = np.maximum(m, 400.0)                       # keep ES above 100 points
         self.bid_tick = np.floor(m).astype(np.int64)
         self.frac = m - self.bid_tick
@@ -336,18 +437,22 @@ class _Session:
         bins = (ts - t0) // BIN_NS
         k = np.clip(np.rint(rng.standard_normal(n) * 3.5), -9, 9).astype(np.int64)
         u_right, u_agg, u_size, u_lat = rng.random(n), rng.random(n), rng.random(n), rng.integers(20_000, 90_000, n)
-        exp = self.day
-        exp_s = exp.isoformat()
+        later = rng.random(n) < LATER_EXPIRY_SHARE               # weekly, not 0DTE
+        k25 = np.clip(np.rint(rng.standard_normal(n) * 2.5), -6, 6).astype(np.int64)
+        weekly = next_weekly_expiry(self.day)
+        weekly_end = session_bounds(weekly)["rth_end"]
         out = []
         gamma_rows = []
         for i in range(n):
             tsi = int(ts[i])
             bt, sp = int(self.bid_tick[bins[i]]), int(self.spread[bins[i]])
             spot = (bt + sp / 2) * TICK
-            strike = float(round(spot / 5) * 5 + 5 * int(k[i]))
+            exp, exp_end = (weekly, weekly_end) if later[i] else (self.day, b["rth_end"])
+            strike = (float(round(spot / 25) * 25 + 25 * int(k25[i])) if later[i]
+                      else float(round(spot / 5) * 5 + 5 * int(k[i])))
             otm_call = strike >= spot
             right = ("C" if u_right[i] < 0.7 else "P") if otm_call else ("P" if u_right[i] < 0.7 else "C")
-            years = max(b["rth_end"] - tsi, 60 * NS) / NS / (365 * 86400)
+            years = max(exp_end - tsi, 60 * NS) / NS / (365 * 86400)
             vol = min(0.45, max(0.08, 0.16 - 2.5 * (strike - spot) / spot))
             theo, gamma = black76(spot, strike, years, vol, right)
             tick = _premium_tick(theo)
@@ -360,7 +465,7 @@ class _Session:
             size = int(min(50, 1 + math.floor(math.log(1 - u_size[i]) / math.log(0.6))))
             out.append(dict(ts_event_ns=tsi, ts_recv_ns=tsi + int(u_lat[i]), source="sim",
                             underlying=ROOT, option_symbol=option_symbol(exp, right, strike),
-                            exp_date=exp_s, strike=strike, right=right, price=price, size=size,
+                            exp_date=exp.isoformat(), strike=strike, right=right, price=price, size=size,
                             opt_bid=bid, opt_ask=ask, aggressor=agg))
             gamma_rows.append((tsi, strike, right, -agg * size * gamma * 50.0, size))
         self.opt_ts = ts

@@ -31,6 +31,9 @@ Frames (pandas, all sorted by ``ts_ns`` ascending, int64 UTC epoch nanoseconds):
   columns.  ``ts_ns`` is the time of the first trade inside the zone; every feature uses
   data at or before ``ts_ns`` only, labels (stage 14) the data after it.
 - ``state_table`` (stage 16), ``episodes`` (stage 17): separate outputs.
+
+Stages register themselves in :mod:`transforms.silver.registry`; a later definition of a step
+(``physics@2`` of v3.2.0) is a separate function, so an older version never changes.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 import pandas as pd
+
+from transforms.silver.columns import IDENTITY_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +68,16 @@ class SilverDay:
     # The manifest's declared output: (name, dtype) in order, and which of them are labels.
     columns: tuple = ()
     label_columns: tuple = ()
+    # From when the sampled book is known (UTC ns; set by load_bronze@2, which loads it from
+    # the longest lookback before the first event window): a book window starting earlier
+    # is truncated, and v3.2.0's book features are NaN there.  None: from its first row.
+    book_start_ns: Optional[int] = None
 
     @property
     def feature_columns(self) -> list[str]:
         """Declared columns that are neither identity nor label columns."""
-        from transforms.silver.stage_interaction_zones import IDENTITY
-        return [n for n, _ in self.columns if n not in IDENTITY and n not in self.label_columns]
+        return [n for n, _ in self.columns
+                if n not in IDENTITY_NAMES and n not in self.label_columns]
 
     def replace(self, **changes) -> "SilverDay":
         return dataclasses.replace(self, **changes)

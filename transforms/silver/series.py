@@ -38,3 +38,16 @@ def safe_div(num, den, default: float = 0.0) -> np.ndarray:
     den = np.asarray(den, dtype=float)
     ok = np.isfinite(den) & (den != 0)
     return np.where(ok, num / np.where(ok, den, 1.0), default)
+
+
+def book_known_from(day) -> int:
+    """The instant (UTC ns) from which ``day.mbp`` describes the book: ``day.book_start_ns``
+    when the stage that loaded it says so, else its first row (nothing is known before)."""
+    ts = day.mbp["ts_ns"].to_numpy(np.int64) if day.mbp is not None else np.zeros(0, np.int64)
+    first = int(ts[0]) if len(ts) else np.iinfo(np.int64).max
+    return first if day.book_start_ns is None else max(int(day.book_start_ns), first)
+
+
+def suffix(w) -> str:
+    """Column suffix of a window or band: 5 -> '5', 2.0 -> '2', 2.5 -> '2.5'."""
+    return str(int(w)) if float(w).is_integer() else str(w)

@@ -66,9 +66,14 @@ import pandas as pd
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_values, safe_div
 from transforms.silver.session import NS_PER_MIN, session_ns
+from transforms.silver.registry import silver_stage
 
 _EPS = 1e-9          # float tolerance of level-change comparisons (points), not a parameter
 _BAR_NS = NS_PER_MIN  # bars_1m: a bar covers [bar_ns, bar_ns + 1 min)
+APPROACH_COLUMNS = ("approach_velocity", "approach_bars", "approach_distance", "prior_touches",
+                    "minutes_since_open", "bars_since_open", "distance_atr", "distance_pct",
+                    "log_tape_volume", "log_barrier_depth", "tape_volume_nonzero",
+                    "gex_nonzero", "attempt_cluster_id", "attempt_index")
 
 
 def _approach_bars(close: np.ndarray, n_done: int, level: float) -> int:
@@ -82,6 +87,9 @@ def _approach_bars(close: np.ndarray, n_done: int, level: float) -> int:
     return int(len(closer) - 1 - not_closer[-1]) if len(not_closer) else int(len(closer))
 
 
+@silver_stage("approach", step=13, parameters=(
+    "approach.window_min", "approach.cluster_gap_min", "approach.cluster_level_change",
+    "gex.strike_bands", "session.timezone", "session.rth_start"), columns=APPROACH_COLUMNS)
 def approach(day: SilverDay) -> SilverDay:
     day.require("events", "trades", "bars_1m")
     window_min = float(day.param("approach.window_min"))
@@ -172,3 +180,41 @@ def approach(day: SilverDay) -> SilverDay:
         "attempt_index": attempt_index,
     }
     return day.replace(events=add_columns(ev, out))
+
+
+# ------------------------------------------------------------------ v3.2.0: approach@2
+
+# (trend column, the event column whose change within the attempt cluster it measures)
+CLUSTER_TRENDS = (("barrier_wall_ratio_trend", "barrier_wall_ratio"),
+                  ("barrier_delta_liq_trend", "barrier_delta_liq"),
+                  ("tape_velocity_trend", "tape_velocity"),
+                  ("tape_imbalance_trend", "tape_imbalance"))
+# v3.1.0 flags of sparse features that physics@2 / gex@2 made dense (always True): dropped
+DROPPED_IN_V2 = ("tape_volume_nonzero", "gex_nonzero")
+APPROACH_V2_COLUMNS = tuple(c for c in APPROACH_COLUMNS if c not in DROPPED_IN_V2) + tuple(
+    name for name, _ in CLUSTER_TRENDS)
+
+
+@silver_stage("approach", version=2, step=13, parameters=(
+    "approach.window_min", "approach.cluster_gap_min", "approach.cluster_level_change",
+    "gex.strike_bands", "session.timezone", "session.rth_start"), columns=APPROACH_V2_COLUMNS)
+def approach_v2(day: SilverDay) -> SilverDay:
+    """v3.1.0's approach features without the two sparse-feature flags (``DROPPED_IN_V2``),
+    plus the within-cluster trends of the original: for an event that is not the first
+    attempt of its cluster, ``<x>_trend`` = its ``x`` minus ``x`` of the cluster's first
+    attempt (how the barrier and the tape changed from one test of the level to the next);
+    NaN on a cluster's first attempt, which has nothing to compare with.  Causal: the first
+    attempt of a cluster is never later than the event."""
+    out = approach(day)
+    ev = out.events
+    cluster = ev["attempt_cluster_id"].to_numpy()
+    first = ev["attempt_index"].to_numpy() == 1
+    first_row = {c: i for i, c in enumerate(cluster) if first[i]}
+    anchor = np.array([first_row[c] for c in cluster], dtype=np.int64) if len(ev) else \
+        np.zeros(0, np.int64)
+    trends = {}
+    for name, source in CLUSTER_TRENDS:
+        x = ev[source].to_numpy(dtype=float)
+        trends[name] = np.where(first, np.nan, x - x[anchor]) if len(ev) else np.zeros(0)
+    ev = add_columns(ev.drop(columns=list(DROPPED_IN_V2)), trends)
+    return out.replace(events=ev)

@@ -25,20 +25,23 @@ import numpy as np
 import pandas as pd
 
 from transforms.silver.day import SilverDay, add_columns
-from transforms.silver.series import asof_values, safe_div
+from transforms.silver.series import asof_values, book_known_from, safe_div, suffix
 from transforms.silver.session import NS_PER_MIN
 from transforms.silver.stage_physics import defending_is_ask
+from transforms.silver.registry import silver_stage
 
 
+def barrier_evolution_columns(windows) -> list:
+    """Column names of the barrier_evolution group for ``barrier_evolution.windows_min``."""
+    return ([f"depth_change_{suffix(w)}min" for w in windows]
+            + [f"depth_pct_change_{suffix(w)}min" for w in windows] + ["depth_current"])
+
+
+@silver_stage("barrier_evolution", step=9, parameters=(
+    "barrier_evolution.windows_min", "barrier_evolution.depth_levels"),
+    columns=lambda p: barrier_evolution_columns(p("barrier_evolution.windows_min")))
 def barrier_evolution(day: SilverDay) -> SilverDay:
-    day.require("events", "mbp")
-    events = day.events
-    t = events["ts_ns"].to_numpy(dtype=np.int64)
-    is_ask = defending_is_ask(events["direction"])
-    levels = int(day.param("barrier_evolution.depth_levels"))
-    ts = day.mbp["ts_ns"].to_numpy(dtype=np.int64)
-    ask_depth = top_depth(day.mbp, "ask", levels)
-    bid_depth = top_depth(day.mbp, "bid", levels)
+    events, t, is_ask, ts, ask_depth, bid_depth = _defending_depths(day)
 
     def depth_at(x: np.ndarray) -> np.ndarray:
         ask = asof_values(ts, ask_depth, x, default=0.0)
@@ -48,11 +51,22 @@ def barrier_evolution(day: SilverDay) -> SilverDay:
     now = depth_at(t)
     windows = list(day.param("barrier_evolution.windows_min"))
     before = {w: depth_at(t - int(round(float(w) * NS_PER_MIN))) for w in windows}
-    columns = {f"depth_change_{_label(w)}min": now - before[w] for w in windows}
-    columns.update({f"depth_pct_change_{_label(w)}min": safe_div(now - before[w], before[w])
+    columns = {f"depth_change_{suffix(w)}min": now - before[w] for w in windows}
+    columns.update({f"depth_pct_change_{suffix(w)}min": safe_div(now - before[w], before[w])
                     for w in windows})
     columns["depth_current"] = now
     return day.replace(events=add_columns(events, columns))
+
+
+def _defending_depths(day: SilverDay):
+    """(events, their times, defending side is the asks, snapshot times, top-N ask depth
+    and top-N bid depth per snapshot)."""
+    day.require("events", "mbp")
+    events = day.events
+    levels = int(day.param("barrier_evolution.depth_levels"))
+    return (events, events["ts_ns"].to_numpy(dtype=np.int64),
+            defending_is_ask(events["direction"]), day.mbp["ts_ns"].to_numpy(dtype=np.int64),
+            top_depth(day.mbp, "ask", levels), top_depth(day.mbp, "bid", levels))
 
 
 def top_depth(mbp: pd.DataFrame, side: str, levels: int) -> np.ndarray:
@@ -62,6 +76,31 @@ def top_depth(mbp: pd.DataFrame, side: str, levels: int) -> np.ndarray:
     return np.where(px > 0, np.nan_to_num(sz), 0.0).sum(axis=1)
 
 
-def _label(w) -> str:
-    """Column suffix of a window: 5 -> '5' (integral floats print without '.0')."""
-    return str(int(w)) if float(w).is_integer() else str(w)
+
+# ------------------------------------------------------------------ v3.2.0
+
+@silver_stage("barrier_evolution", version=2, step=9, parameters=(
+    "barrier_evolution.windows_min", "barrier_evolution.depth_levels"),
+    columns=lambda p: barrier_evolution_columns(p("barrier_evolution.windows_min")))
+def barrier_evolution_v2(day: SilverDay) -> SilverDay:
+    """v3.1.0's barrier evolution with truncated windows NaN instead of 0: ``depth(x)`` is
+    NaN when ``x`` is before the book is known (``series.book_known_from``), so
+    ``depth_change_5min`` of an event five minutes after the book starts is not the current
+    depth; ``depth_pct_change`` is NaN where the earlier depth is 0 or unknown."""
+    events, t, is_ask, ts, ask_depth, bid_depth = _defending_depths(day)
+    known = book_known_from(day)
+
+    def depth_at(x: np.ndarray) -> np.ndarray:
+        depth = np.where(is_ask, asof_values(ts, ask_depth, x), asof_values(ts, bid_depth, x))
+        return np.where(x >= known, depth, np.nan)
+
+    now = depth_at(t)
+    windows = list(day.param("barrier_evolution.windows_min"))
+    before = {w: depth_at(t - int(round(float(w) * NS_PER_MIN))) for w in windows}
+    columns = {f"depth_change_{suffix(w)}min": now - before[w] for w in windows}
+    columns.update({f"depth_pct_change_{suffix(w)}min":
+                    np.where(before[w] > 0, (now - before[w]) / np.where(before[w] > 0,
+                                                                          before[w], 1.0), np.nan)
+                    for w in windows})
+    columns["depth_current"] = now
+    return day.replace(events=add_columns(events, columns))

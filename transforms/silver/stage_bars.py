@@ -21,6 +21,7 @@ import pandas as pd
 
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
 BAR_COLUMNS = ["bar_ns", "open", "high", "low", "close", "volume", "buy_volume",
                "sell_volume", "trades", "atr", "volatility"]
@@ -57,6 +58,8 @@ def _price_ok(day: SilverDay, price: np.ndarray) -> np.ndarray:
         price <= float(day.param("bars.price_max")))
 
 
+@silver_stage("bars_1m", step=1, parameters=(
+    "bars.price_min", "bars.price_max", "bars.atr_bars", "bars.vol_bars"))
 def bars_1m(day: SilverDay) -> SilverDay:
     day.require("trades")
     t = day.trades
@@ -75,6 +78,9 @@ def bars_1m(day: SilverDay) -> SilverDay:
     return day.replace(bars_1m=bars[BAR_COLUMNS].reset_index(drop=True))
 
 
+@silver_stage("bars_2m", step=2, parameters=(
+    "bars.price_min", "bars.price_max", "bars.sma_bar_minutes", "bars.sma_periods",
+    "bars.warmup_weekdays"))
 def bars_2m(day: SilverDay) -> SilverDay:
     day.require("trades")
     minutes = int(day.param("bars.sma_bar_minutes"))

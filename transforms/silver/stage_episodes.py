@@ -66,7 +66,7 @@ Zero events give an empty frame with these columns.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -75,6 +75,7 @@ import pyarrow as pa
 from transforms.silver.day import SilverDay
 from transforms.silver.series import safe_div
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
 BLOCKS: Tuple[str, ...] = ("context", "dynamics", "micro_history", "derived_physics", "trends",
                            "dct")
@@ -133,7 +134,8 @@ def _kinds(params_day: SilverDay) -> List[Tuple[str, int]]:
     return sorted(((str(n), int(c)) for n, c in codes.items()), key=lambda nc: nc[1])
 
 
-def _layout(day: SilverDay) -> List[Tuple[str, List[str]]]:
+def _layout(day: SilverDay, physics_numeric: Sequence[str] = PHYSICS_NUMERIC
+            ) -> List[Tuple[str, List[str]]]:
     """``[(block, [position names])]`` for ``day``'s parameters; checks every block's size
     against ``episodes.components`` and their sum against ``episodes.dims``."""
     kinds = _kinds(day)
@@ -150,7 +152,7 @@ def _layout(day: SilverDay) -> List[Tuple[str, List[str]]]:
          + [f"dist_{n.lower()}_atr" for n, _ in kinds] + list(CONTEXT_TAIL)),
         ("dynamics", list(DYNAMICS_COLUMNS)),
         ("micro_history", [f"bar_t-{steps - i}.{f}" for i in range(steps) for f in MICRO_FIELDS]),
-        ("derived_physics", list(PHYSICS_NUMERIC) + ["fuel_effect_code", "barrier_state_code",
+        ("derived_physics", list(physics_numeric) + ["fuel_effect_code", "barrier_state_code",
                                                      "approach_bars"]),
         ("trends", ["momentum_trend", "sma_200_minus_entry_atr", "sma_400_minus_entry_atr",
                     "sign_velocity_20min"]),
@@ -169,9 +171,9 @@ def _layout(day: SilverDay) -> List[Tuple[str, List[str]]]:
     return layout
 
 
-def vector_names(day: SilverDay) -> List[str]:
+def vector_names(day: SilverDay, physics_numeric: Sequence[str] = PHYSICS_NUMERIC) -> List[str]:
     """``'block.name'`` of every vector position, in order (length ``episodes.dims``)."""
-    return [f"{block}.{n}" for block, names in _layout(day) for n in names]
+    return [f"{block}.{n}" for block, names in _layout(day, physics_numeric) for n in names]
 
 
 def block_slices(day: SilverDay) -> Dict[str, slice]:
@@ -250,19 +252,22 @@ def _bar_fields(bars: pd.DataFrame, idx: np.ndarray, level: np.ndarray, fields: 
     return np.stack([values[f] for f in fields], axis=-1)
 
 
-def required_columns(day: SilverDay) -> List[str]:
+def required_columns(day: SilverDay, physics_numeric: Sequence[str] = PHYSICS_NUMERIC
+                     ) -> List[str]:
     """Event columns the vector is built from (identity and feature columns only)."""
     kinds = _kinds(day)
     return (["ts_ns", "level_kind", "direction", "level_price", "entry_price"]
             + list(CONTEXT_HEAD) + [f"dist_{n.lower()}_atr" for n, _ in kinds]
-            + list(CONTEXT_TAIL) + list(DYNAMICS_COLUMNS) + list(PHYSICS_NUMERIC)
+            + list(CONTEXT_TAIL) + list(DYNAMICS_COLUMNS) + list(physics_numeric)
             + ["fuel_effect", "barrier_state", "approach_bars", "momentum_trend", "sma_200",
                "sma_400", "velocity_20min"])
 
 
-def episode_vectors(day: SilverDay, events: pd.DataFrame) -> np.ndarray:
+def episode_vectors(day: SilverDay, events: pd.DataFrame,
+                    physics_numeric: Sequence[str] = PHYSICS_NUMERIC,
+                    scales: Optional[Mapping[str, float]] = None) -> np.ndarray:
     """``(len(events), dims)`` float32 normalised vectors of ``events`` (rows in frame order)."""
-    layout = _layout(day)
+    layout = _layout(day, physics_numeric)
     dims = int(day.param("episodes.dims"))
     clip = float(day.param("episodes.clip"))
     steps = int(day.param("episodes.history_steps"))
@@ -271,7 +276,7 @@ def episode_vectors(day: SilverDay, events: pd.DataFrame) -> np.ndarray:
     n = len(events)
     if n == 0:
         return np.zeros((0, dims), dtype=np.float32)
-    missing = [c for c in required_columns(day) if c not in events.columns]
+    missing = [c for c in required_columns(day, physics_numeric) if c not in events.columns]
     if missing:
         raise ValueError(f"{day.date}: episodes need event column(s) {missing}")
 
@@ -295,7 +300,7 @@ def episode_vectors(day: SilverDay, events: pd.DataFrame) -> np.ndarray:
     blocks["micro_history"] = hist.reshape(n, steps * len(MICRO_FIELDS))
 
     blocks["derived_physics"] = np.column_stack(
-        [_num(events, c) for c in PHYSICS_NUMERIC]
+        [_num(events, c) for c in physics_numeric]
         + [_codes(events, "fuel_effect", FUEL_EFFECT_CODES),
            _codes(events, "barrier_state", BARRIER_STATE_CODES),
            _num(events, "approach_bars")])
@@ -315,21 +320,76 @@ def episode_vectors(day: SilverDay, events: pd.DataFrame) -> np.ndarray:
     raw = np.concatenate([blocks[b] for b, _ in layout], axis=1)
     assert raw.shape == (n, dims), raw.shape
     raw = np.where(np.isnan(raw), 0.0, raw)
+    if scales is not None:
+        raw = raw / scale_vector([n for _, names in layout for n in names], scales)
     return np.clip(np.arcsinh(raw), -clip, clip).astype(np.float32)
 
 
+def scale_key(position: str) -> str:
+    """The ``episodes.scales`` key of a vector position: the position itself for a column
+    (``ofi_300s``), ``bar.<field>`` for every micro-history step of a bar field
+    (``bar_t-3.volume``), ``dct.<series>`` for every coefficient of a DCT series."""
+    if position.startswith("bar_t-"):
+        return "bar." + position.split(".", 1)[1]
+    if position.startswith("dct."):
+        return position.rsplit(".", 1)[0]
+    return position
+
+
+def scale_vector(positions: Sequence[str], scales: Mapping[str, float]) -> np.ndarray:
+    """Per position, the divisor applied before ``asinh`` (1.0 where no scale is declared);
+    ValueError for a declared key that names no position or a scale that is not > 0."""
+    keys = [scale_key(p) for p in positions]
+    unknown = sorted(set(scales) - set(keys))
+    if unknown:
+        raise ValueError(f"episodes.scales names no vector position: {unknown}")
+    bad = {k: v for k, v in scales.items() if not float(v) > 0}
+    if bad:
+        raise ValueError(f"episodes.scales must be > 0: {bad}")
+    return np.array([float(scales.get(k, 1.0)) for k in keys])
+
+
+@silver_stage("episodes", step=17, parameters=(
+    "episodes.dims", "episodes.clip", "episodes.history_steps", "episodes.dct_series",
+    "episodes.dct_coefficients", "episodes.components", "levels.kind_codes"))
 def episodes(day: SilverDay) -> SilverDay:
     """Stage 17: one normalised 144-value vector per event (see the module docstring)."""
+    return _episodes(day, PHYSICS_NUMERIC, None)
+
+
+# v3.2.0: the two sparse-feature flags that approach@2 drops give way to two of the
+# features v3.2.0 restores, and every input is divided by its declared scale before asinh.
+PHYSICS_NUMERIC_V2: Tuple[str, ...] = ("force", "mass", "predicted_acceleration",
+                                       "acceleration_residual", "log_tape_volume",
+                                       "log_barrier_depth", "book_imbalance_5",
+                                       "gamma_at_level_strike")
+
+
+@silver_stage("episodes", version=2, step=17, parameters=(
+    "episodes.dims", "episodes.clip", "episodes.history_steps", "episodes.dct_series",
+    "episodes.dct_coefficients", "episodes.components", "episodes.scales", "levels.kind_codes"))
+def episodes_v2(day: SilverDay) -> SilverDay:
+    """As ``episodes`` with ``derived_physics`` = ``PHYSICS_NUMERIC_V2`` + the three codes, and
+    each input x normalised as ``clip(asinh(x / scale), -clip, clip)`` with ``scale`` from
+    ``episodes.scales`` (keys: :func:`scale_key`; 1.0 where none is declared), so that a
+    typical value lands in the sensitive range of asinh instead of on the clip."""
+    return _episodes(day, PHYSICS_NUMERIC_V2, dict(day.param("episodes.scales")))
+
+
+def _episodes(day: SilverDay, physics_numeric: Sequence[str],
+              scales: Optional[Mapping[str, float]]) -> SilverDay:
     day.require("events", "bars_1m")
     dims = int(day.param("episodes.dims"))
-    _layout(day)                                                    # validate even with 0 events
+    layout = _layout(day, physics_numeric)                         # validate even with 0 events
+    if scales is not None:
+        scale_vector([n for _, names in layout for n in names], scales)
     events = day.events
     if len(events):
         if "outcome" not in events.columns:
             raise ValueError(f"{day.date}: episodes need the label column 'outcome' "
                              "(the training target; it is not part of the vector)")
         events = events.sort_values(["ts_ns", "event_id"], kind="stable").reset_index(drop=True)
-    vectors = episode_vectors(day, events)
+    vectors = episode_vectors(day, events, physics_numeric, scales)
     n = len(events)
 
     def col(name, default=None):
@@ -358,3 +418,8 @@ def episodes(day: SilverDay) -> SilverDay:
     }, columns=list(OUTPUT_COLUMNS))
     assert vectors.shape[1] == dims
     return day.replace(episodes=out)
+
+
+def positions_of(stage_id: str, day: SilverDay) -> List[str]:
+    """``block.name`` of every vector position written by episode stage ``stage_id``."""
+    return vector_names(day, PHYSICS_NUMERIC_V2 if stage_id == "episodes@2" else PHYSICS_NUMERIC)

@@ -23,10 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
+from transforms.silver.registry import silver_stage
 
 _MIN_MASS = 1.0  # floor of the mass (part of the definition above, not a manifest parameter)
+FORCE_MASS_COLUMNS = ("force", "mass", "predicted_acceleration", "acceleration_residual")
 
 
+@silver_stage("force_mass", step=12, columns=FORCE_MASS_COLUMNS)
 def force_mass(day: SilverDay) -> SilverDay:
     day.require("events")
     ev = day.events

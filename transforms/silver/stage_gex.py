@@ -35,9 +35,17 @@ import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
 from transforms.silver.series import asof_index, safe_div
+from transforms.silver.registry import silver_stage
 
 _EPS = 1e-9          # float tolerance of the strike-band boundaries (points), not a parameter
 _SPLIT_BAND = 2      # the band of the call/put split, asymmetry and ratio (manifest column names)
+
+
+def gex_columns(bands) -> list:
+    """Column names of the gex group for ``gex.strike_bands``."""
+    return ([f"gex_{side}_{k}strike" for side in ("above", "below") for k in bands]
+            + [f"{r}_gex_{side}_{_SPLIT_BAND}strike" for r in ("call", "put")
+               for side in ("above", "below")] + ["gex_asymmetry", "gex_ratio"])
 
 
 def _band_sums(strike, gamma, level, hi_off, side):
@@ -49,6 +57,8 @@ def _band_sums(strike, gamma, level, hi_off, side):
     return float(gamma[mask].sum())
 
 
+@silver_stage("gex", step=11, parameters=("gex.strike_bands", "gex.strike_spacing"),
+              columns=lambda p: gex_columns(p("gex.strike_bands")))
 def gex(day: SilverDay) -> SilverDay:
     day.require("events", "option_greeks")
     spacing = float(day.param("gex.strike_spacing"))
@@ -100,4 +110,55 @@ def gex(day: SilverDay) -> SilverDay:
             out[key] = split[key].astype(np.float64)
     out["gex_asymmetry"] = (above - below).astype(np.float64)
     out["gex_ratio"] = safe_div(above, below).astype(np.float64)
+    return day.replace(events=add_columns(ev, out))
+
+
+# ------------------------------------------------------------------ v3.2.0: gex@2
+
+def gex_v2_columns(bands) -> list:
+    return (gex_columns(bands) + ["gamma_at_level_strike"]
+            + [f"gex_0dte_{side}_{k}strike" for side in ("above", "below") for k in bands])
+
+
+@silver_stage("gex", version=2, step=11, parameters=("gex.strike_bands", "gex.strike_spacing"),
+              columns=lambda p: gex_v2_columns(p("gex.strike_bands")))
+def gex_v2(day: SilverDay) -> SilverDay:
+    """v3.1.0's GEX columns (all expiries), plus what the original had and v3.1.0 lost:
+
+    - ``gamma_at_level_strike``: net dealer gamma (all expiries, trades at or before t) of
+      the strikes within half a strike spacing of the level (the strike AT the level, which
+      the above/below bands exclude);
+    - ``gex_0dte_above_<k>strike`` / ``gex_0dte_below_<k>strike``: the band sums over the
+      options expiring on the event's date only (the original's fuel was 0DTE)."""
+    day = gex(day)
+    day.require("events", "option_greeks")
+    spacing = float(day.param("gex.strike_spacing"))
+    bands = list(day.param("gex.strike_bands"))
+    ev, og = day.events, day.option_greeks
+    t = ev["ts_ns"].to_numpy(dtype=np.int64)
+    level = ev["level_price"].to_numpy(dtype=float)
+    n = len(ev)
+    if len(og):
+        order = np.argsort(og["ts_ns"].to_numpy(dtype=np.int64), kind="stable")
+        o_ts = og["ts_ns"].to_numpy(dtype=np.int64)[order]
+        o_strike = og["strike"].to_numpy(dtype=float)[order]
+        o_gamma = np.nan_to_num(og["dealer_gamma"].to_numpy(dtype=float)[order],
+                                nan=0.0, posinf=0.0, neginf=0.0)
+        o_0dte = np.array([str(d) == day.date for d in og["exp_date"]], dtype=bool)[order]
+    else:
+        o_ts = np.empty(0, dtype=np.int64)
+        o_strike = o_gamma = np.empty(0, dtype=float)
+        o_0dte = np.empty(0, dtype=bool)
+    hi = asof_index(o_ts, t) + 1
+    out = {"gamma_at_level_strike": np.zeros(n)}
+    out.update({f"gex_0dte_{side}_{k}strike": np.zeros(n)
+                for side in ("above", "below") for k in bands})
+    for i in range(n):
+        s, g, z = o_strike[:hi[i]], o_gamma[:hi[i]], o_0dte[:hi[i]]
+        out["gamma_at_level_strike"][i] = float(
+            g[np.abs(s - level[i]) <= spacing / 2.0 + _EPS].sum())
+        for side in ("above", "below"):
+            for k in bands:
+                out[f"gex_0dte_{side}_{k}strike"][i] = _band_sums(s[z], g[z], level[i],
+                                                                   k * spacing, side)
     return day.replace(events=add_columns(ev, out))

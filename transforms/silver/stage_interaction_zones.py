@@ -24,12 +24,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from transforms.silver.columns import IDENTITY_NAMES
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
-IDENTITY = ["event_id", "ts_ns", "timestamp", "level_price", "level_kind",
-            "level_kind_name", "direction", "entry_price", "zone_width", "date"]
-EVENT_COLUMNS = IDENTITY + ["atr", "volatility", "sma_200", "sma_400", "bar_ns"]
+EVENT_COLUMNS = list(IDENTITY_NAMES) + ["atr", "volatility", "sma_200", "sma_400", "bar_ns"]
 
 
 def empty_events() -> pd.DataFrame:
@@ -44,6 +44,9 @@ def empty_events() -> pd.DataFrame:
         "sma_400": pd.Series(dtype=float), "bar_ns": pd.Series(dtype=np.int64)})
 
 
+@silver_stage("interaction_zones", step=5, parameters=(
+    "zones.half_width_min", "zones.half_width_atr_factor", "bars.price_min", "bars.price_max",
+    "levels.kind_codes"), columns=EVENT_COLUMNS)
 def interaction_zones(day: SilverDay) -> SilverDay:
     day.require("bars_1m", "levels", "trades")
     bars, lv = day.bars_1m, day.levels

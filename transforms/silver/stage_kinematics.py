@@ -27,14 +27,23 @@ from __future__ import annotations
 import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
-from transforms.silver.series import asof_index
+from transforms.silver.series import asof_index, suffix
 from transforms.silver.session import NS_PER_MIN
+from transforms.silver.registry import silver_stage
 
 # momentum_trend = velocity over MOMENTUM_FAST_MIN minutes - velocity over MOMENTUM_SLOW_MIN.
 MOMENTUM_FAST_MIN = 5
 MOMENTUM_SLOW_MIN = 20
 
 
+def kinematics_columns(windows) -> list:
+    """Column names of the kinematics group for ``kinematics.windows_min``."""
+    return ([f"{name}_{suffix(w)}min" for name in ("velocity", "acceleration", "jerk")
+             for w in windows] + ["momentum_trend"])
+
+
+@silver_stage("kinematics", step=7, parameters=("kinematics.windows_min",),
+              columns=lambda p: kinematics_columns(p("kinematics.windows_min")))
 def kinematics(day: SilverDay) -> SilverDay:
     day.require("events", "trades")
     t = day.events["ts_ns"].to_numpy(dtype=np.int64)
@@ -46,7 +55,7 @@ def kinematics(day: SilverDay) -> SilverDay:
     columns = {}
     for k, name in enumerate(("velocity", "acceleration", "jerk")):
         for w in windows:
-            columns[f"{name}_{_label(w)}min"] = derivs[w][k]
+            columns[f"{name}_{suffix(w)}min"] = derivs[w][k]
     fast = derivatives(ts, price, t, MOMENTUM_FAST_MIN, has_price)[0]
     slow = derivatives(ts, price, t, MOMENTUM_SLOW_MIN, has_price)[0]
     columns["momentum_trend"] = fast - slow
@@ -69,6 +78,47 @@ def derivatives(ts, price, t, window_min, has_price):
     return tuple(np.where(has_price, v, 0.0).astype(np.float64) for v in out)
 
 
-def _label(w) -> str:
-    """Column suffix of a window: 5 -> '5' (integral floats print without '.0')."""
-    return str(int(w)) if float(w).is_integer() else str(w)
+
+# ------------------------------------------------------------------ v3.2.0: kinematics@2
+
+def level_frame_columns(windows) -> list:
+    """The direction-signed (level-frame) columns kinematics@2 adds."""
+    return ([f"level_{name}_{suffix(w)}min" for name in ("velocity", "acceleration", "jerk")
+             for w in windows] + ["level_momentum_trend"])
+
+
+@silver_stage("kinematics", version=2, step=7, parameters=("kinematics.windows_min",),
+              columns=lambda p: kinematics_columns(p("kinematics.windows_min"))
+              + level_frame_columns(p("kinematics.windows_min")))
+def kinematics_v2(day: SilverDay) -> SilverDay:
+    """v3.1.0's kinematics, NaN (not the first trade's price) where a lookback point
+    ``t - k W`` it needs precedes the day's first trade (a truncated window), plus the same
+    derivatives in the level's frame: multiplied by +1 for UP and -1 for DOWN, so positive
+    means moving towards (and through) the level whichever side price came from."""
+    day.require("events", "trades")
+    t = day.events["ts_ns"].to_numpy(dtype=np.int64)
+    ts = day.trades["ts_ns"].to_numpy(dtype=np.int64)
+    price = day.trades["price"].to_numpy(dtype=float)
+    sign = np.where(day.events["direction"].astype(str).to_numpy() == "UP", 1.0, -1.0)
+    first = ts[0] if len(ts) else np.iinfo(np.int64).max
+    windows = list(day.param("kinematics.windows_min"))
+
+    def derivs(w):              # the k-th derivative looks back k windows
+        step = int(round(float(w) * NS_PER_MIN))
+        values = derivatives(ts, price, t, w, np.ones(len(t), dtype=bool))
+        return tuple(np.where(t - (k + 1) * step >= first, v, np.nan)
+                     for k, v in enumerate(values))
+
+    d = {w: derivs(w) for w in windows}
+    columns = {}
+    for k, name in enumerate(("velocity", "acceleration", "jerk")):
+        for w in windows:
+            columns[f"{name}_{suffix(w)}min"] = d[w][k]
+    fast = d[MOMENTUM_FAST_MIN][0] if MOMENTUM_FAST_MIN in d else derivs(MOMENTUM_FAST_MIN)[0]
+    slow = d[MOMENTUM_SLOW_MIN][0] if MOMENTUM_SLOW_MIN in d else derivs(MOMENTUM_SLOW_MIN)[0]
+    columns["momentum_trend"] = fast - slow
+    for k, name in enumerate(("velocity", "acceleration", "jerk")):
+        for w in windows:
+            columns[f"level_{name}_{suffix(w)}min"] = sign * d[w][k]
+    columns["level_momentum_trend"] = sign * columns["momentum_trend"]
+    return day.replace(events=add_columns(day.events, columns))

@@ -39,11 +39,23 @@ from __future__ import annotations
 import numpy as np
 
 from transforms.silver.day import SilverDay, add_columns
-from transforms.silver.series import asof_index, safe_div
+from transforms.silver.series import asof_index, safe_div, suffix
+from transforms.silver.registry import silver_stage
 
 _EPS = 1e-9  # float tolerance of the inclusive band comparison (points), not a parameter
 
 
+def level_distance_columns(kind_codes, bands) -> list:
+    """Column names of the level_distances group (all dist_*, all dist_*_atr, stacking_*)."""
+    kinds = [k.lower() for k in kind_codes]
+    return ([f"dist_{k}" for k in kinds] + [f"dist_{k}_atr" for k in kinds]
+            + [f"stacking_{suffix(b)}pt" for b in bands])
+
+
+@silver_stage("level_distances", step=10, parameters=(
+    "level_distances.stacking_bands", "levels.kind_codes"),
+    columns=lambda p: level_distance_columns(p("levels.kind_codes"),
+                                             p("level_distances.stacking_bands")))
 def level_distances(day: SilverDay) -> SilverDay:
     day.require("events", "levels")
     kinds = list(day.param("levels.kind_codes"))
@@ -89,11 +101,5 @@ def level_distances(day: SilverDay) -> SilverDay:
             with np.errstate(invalid="ignore"):
                 near = np.isfinite(v) & (np.abs(v - level) <= float(band) + _EPS) & (own != k)
             count += near.astype(np.int32)
-        out[f"stacking_{_band_name(band)}pt"] = count
+        out[f"stacking_{suffix(band)}pt"] = count
     return day.replace(events=add_columns(ev, out))
-
-
-def _band_name(band) -> str:
-    """2 -> '2', 2.0 -> '2', 2.5 -> '2.5' (column suffix of a stacking band)."""
-    b = float(band)
-    return str(int(b)) if b.is_integer() else str(b)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from transforms.silver.day import SilverDay
 from transforms.silver.session import NS_PER_MIN, session_ns
+from transforms.silver.registry import silver_stage
 
 
 def _range_level(bars: pd.DataFrame, start: int, end: int) -> tuple[float, float]:
@@ -30,6 +31,10 @@ def _range_level(bars: pd.DataFrame, start: int, end: int) -> tuple[float, float
     return float(inside["high"].max()), float(inside["low"].min())
 
 
+@silver_stage("levels", step=4, parameters=(
+    "session.timezone", "session.premarket_start", "session.rth_start",
+    "session.opening_range_end", "bars.sma_periods", "bars.sma_bar_minutes",
+    "levels.kind_codes"))
 def levels(day: SilverDay) -> SilverDay:
     day.require("bars_1m", "bars_2m")
     bars = day.bars_1m

@@ -22,6 +22,7 @@ import pandas as pd
 
 from transforms.silver.day import SilverDay
 from transforms.silver.session import local_ns
+from transforms.silver.registry import silver_stage
 
 MBP_LEVELS = 10
 MBP_COLUMNS = (["ts_ns"] + [f"bid_px_{i}" for i in range(1, MBP_LEVELS + 1)]
@@ -54,13 +55,52 @@ def downsample_last(ts: np.ndarray, bucket_ns: int) -> np.ndarray:
     return np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
 
 
+@silver_stage("load_bronze", step=0, parameters=(
+    "session.timezone", "bronze.front_month_only", "bronze.mbp_downsample_ms",
+    "bronze.mbp_window_start", "bronze.mbp_window_end"))
 def load_bronze(day: SilverDay) -> SilverDay:
+    lo = local_ns(day.date, day.param("bronze.mbp_window_start"), day.param("session.timezone"))
+    return _load(day, lo)
+
+
+# (parameter, seconds per unit) of every lookback that reads the book (v3.2.0's stages)
+BOOK_LOOKBACKS = (("order_flow.windows_s", 1), ("barrier_evolution.windows_min", 60),
+                  ("physics.barrier_window_s", 1))
+
+
+def book_window_start(day: SilverDay) -> int:
+    """load_bronze@2's book window start (UTC ns): ``rth_filter.start`` minus the longest
+    lookback of ``BOOK_LOOKBACKS`` minus one sampling bucket, floored to the minute, so that
+    no window of an event inside the RTH filter is truncated."""
+    longest = max(max(float(v) for v in _as_list(day.param(key))) * unit
+                  for key, unit in BOOK_LOOKBACKS)
+    start = local_ns(day.date, day.param("rth_filter.start"), day.param("session.timezone"))
+    bucket = int(day.param("bronze.mbp_downsample_ms")) * 1_000_000
+    lo = start - int(round(longest * 1e9)) - bucket
+    return lo - lo % (60 * 1_000_000_000)
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
+@silver_stage("load_bronze", version=2, step=0, parameters=(
+    "session.timezone", "bronze.front_month_only", "bronze.mbp_downsample_ms",
+    "bronze.mbp_window_end", "rth_filter.start") + tuple(k for k, _ in BOOK_LOOKBACKS))
+def load_bronze_v2(day: SilverDay) -> SilverDay:
+    """As ``load_bronze``, but the book window starts at :func:`book_window_start` (derived
+    from the longest lookback, not a fixed 09:26) and the day records that start
+    (``book_start_ns``) so that later stages can tell a truncated window."""
+    lo = book_window_start(day)
+    return _load(day, lo).replace(book_start_ns=lo)
+
+
+def _load(day: SilverDay, lo: int) -> SilverDay:
     day.require("trades", "mbp", "options")
     tz = day.param("session.timezone")
     trades = _sorted(day.trades, TRADE_COLUMNS).astype(
         {"ts_ns": np.int64, "price": float, "size": np.int64, "aggressor": np.int8})
     mbp = _sorted(day.mbp, MBP_COLUMNS)
-    lo = local_ns(day.date, day.param("bronze.mbp_window_start"), tz)
     hi = local_ns(day.date, day.param("bronze.mbp_window_end"), tz)
     ts = mbp["ts_ns"].to_numpy(np.int64)
     mbp = mbp[(ts >= lo) & (ts < hi)].reset_index(drop=True)

@@ -23,6 +23,7 @@ import numpy as np
 from transforms.silver.day import SilverDay
 from transforms.silver.series import asof_values
 from transforms.silver.session import local_ns
+from transforms.silver.registry import silver_stage
 
 _YEAR_NS = 365.0 * 24 * 3600 * 1e9
 _erf = np.vectorize(math.erf, otypes=[float])
@@ -54,6 +55,9 @@ def black76_gamma_delta(fwd, strike, years, sigma: float, rate: float, is_call):
     return np.where(ok, gamma, 0.0), np.where(ok, delta, 0.0)
 
 
+@silver_stage("market_state", step=3, parameters=(
+    "options.model", "options.risk_free_rate", "options.sigma", "options.expiry_time",
+    "options.contract_multiplier", "session.timezone"))
 def market_state(day: SilverDay) -> SilverDay:
     day.require("options", "trades")
     opts = day.options.copy()

@@ -31,10 +31,14 @@ import numpy as np
 import pandas as pd
 
 from transforms.silver.day import SilverDay, add_columns
-from transforms.silver.series import safe_div, window_bounds
+from transforms.silver.series import asof_index, book_known_from, safe_div, suffix, window_bounds
 from transforms.silver.session import NS_PER_S
+from transforms.silver.registry import silver_stage
 
 
+@silver_stage("order_flow", step=8, parameters=("order_flow.windows_s",),
+              columns=lambda p: [f"ofi_{suffix(w)}s" for w in p("order_flow.windows_s")]
+              + ["ofi_acceleration"])
 def order_flow(day: SilverDay) -> SilverDay:
     day.require("events", "mbp")
     t = day.events["ts_ns"].to_numpy(dtype=np.int64)
@@ -45,7 +49,7 @@ def order_flow(day: SilverDay) -> SilverDay:
     for w in windows:
         lo, hi = window_bounds(ts, t, int(round(float(w) * NS_PER_S)))
         sums[w] = prefix[hi] - prefix[lo]
-    columns = {f"ofi_{_label(w)}s": sums[w] for w in windows}
+    columns = {f"ofi_{suffix(w)}s": sums[w] for w in windows}
     short, long_ = min(windows), max(windows)
     columns["ofi_acceleration"] = safe_div(sums[short] / float(short), sums[long_] / float(long_))
     return day.replace(events=add_columns(day.events, columns))
@@ -71,6 +75,45 @@ def ofi_contributions(mbp: pd.DataFrame) -> np.ndarray:
     return e
 
 
-def _label(w) -> str:
-    """Column suffix of a window: 30 -> '30' (integral floats print without '.0')."""
-    return str(int(w)) if float(w).is_integer() else str(w)
+
+# ------------------------------------------------------------------ v3.2.0: order_flow@2
+
+BOOK_IMBALANCE_LEVELS = 5
+
+
+@silver_stage("order_flow", version=2, step=8, parameters=("order_flow.windows_s",),
+              columns=lambda p: [f"ofi_{suffix(w)}s" for w in p("order_flow.windows_s")]
+              + ["ofi_acceleration", "book_imbalance_5"])
+def order_flow_v2(day: SilverDay) -> SilverDay:
+    """v3.1.0's OFI, NaN where the window ``(t - W, t]`` starts before the book is known
+    (``series.book_known_from``: a truncated sum is not the OFI of the window), plus
+    ``book_imbalance_5`` = (bid depth - ask depth) / (bid depth + ask depth) over the top 5
+    levels of the last snapshot at or before t (the original's depth imbalance; NaN before
+    the first snapshot, 0.0 for an empty book)."""
+    day.require("events", "mbp")
+    t = day.events["ts_ns"].to_numpy(dtype=np.int64)
+    ts = day.mbp["ts_ns"].to_numpy(dtype=np.int64)
+    known = book_known_from(day)
+    prefix = np.concatenate([[0.0], np.cumsum(ofi_contributions(day.mbp))])
+    windows = list(day.param("order_flow.windows_s"))
+    sums = {}
+    for w in windows:
+        width = int(round(float(w) * NS_PER_S))
+        lo, hi = window_bounds(ts, t, width)
+        sums[w] = np.where(t - width >= known, prefix[hi] - prefix[lo], np.nan)
+    columns = {f"ofi_{suffix(w)}s": sums[w] for w in windows}
+    short, long_ = min(windows), max(windows)
+    rate_long = sums[long_] / float(long_)
+    columns["ofi_acceleration"] = np.where(np.isnan(rate_long) | np.isnan(sums[short]), np.nan,
+                                           safe_div(sums[short] / float(short), rate_long))
+    bid = sum(np.where(day.mbp[f"bid_px_{i}"].to_numpy(float) > 0,
+                       np.nan_to_num(day.mbp[f"bid_sz_{i}"].to_numpy(float)), 0.0)
+              for i in range(1, BOOK_IMBALANCE_LEVELS + 1)) if len(ts) else np.zeros(0)
+    ask = sum(np.where(day.mbp[f"ask_px_{i}"].to_numpy(float) > 0,
+                       np.nan_to_num(day.mbp[f"ask_sz_{i}"].to_numpy(float)), 0.0)
+              for i in range(1, BOOK_IMBALANCE_LEVELS + 1)) if len(ts) else np.zeros(0)
+    row = asof_index(ts, t)
+    imbalance = safe_div(bid - ask, bid + ask) if len(ts) else np.zeros(0)
+    columns["book_imbalance_5"] = np.where(row >= 0, imbalance[np.clip(row, 0, None)]
+                                           if len(ts) else np.nan, np.nan)
+    return day.replace(events=add_columns(day.events, columns))

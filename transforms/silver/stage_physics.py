@@ -49,12 +49,21 @@ import numpy as np
 import pandas as pd
 
 from transforms.silver.day import SilverDay, add_columns
-from transforms.silver.series import asof_index, safe_div, window_bounds
+from transforms.silver.series import asof_index, book_known_from, safe_div, window_bounds
 from transforms.silver.session import NS_PER_S
+from transforms.silver.registry import silver_stage
 
 BOOK_LEVELS = 10
+PHYSICS_COLUMNS = ("tape_buy_vol", "tape_sell_vol", "tape_imbalance", "tape_velocity",
+                   "barrier_depth_start", "barrier_depth_end", "barrier_delta_liq",
+                   "barrier_wall_ratio", "barrier_state", "fuel_net_gamma", "fuel_effect")
 
 
+@silver_stage("physics", step=6, parameters=(
+    "physics.tape_band", "physics.velocity_window_s", "physics.barrier_band",
+    "physics.barrier_window_s", "physics.barrier_delta_threshold", "physics.wall_ratio_low",
+    "physics.wall_ratio_high", "physics.weak_depth", "physics.fuel_band",
+    "physics.fuel_amplify_threshold", "physics.fuel_dampen_threshold"), columns=PHYSICS_COLUMNS)
 def physics(day: SilverDay) -> SilverDay:
     day.require("events", "trades", "mbp", "option_greeks")
     events = day.events
@@ -111,20 +120,26 @@ def side_depth_in_band(mbp: pd.DataFrame, rows: np.ndarray, side: np.ndarray,
                        level: np.ndarray, band: float) -> np.ndarray:
     """Depth within ``level +- band`` of snapshot ``rows[k]`` on side ``side[k]`` ('ask' if
     True, else 'bid'); 0.0 where ``rows[k] < 0`` (no snapshot)."""
-    out = np.zeros(len(rows))
+    return _side_depth(mbp, rows, side, level, lambda prefix, px, lvl: np.abs(px - lvl) <= band,
+                       missing=0.0)
+
+
+def _side_depth(mbp: pd.DataFrame, rows: np.ndarray, is_ask: np.ndarray, level: np.ndarray,
+                counts, missing: float) -> np.ndarray:
+    """Sum of the sizes of snapshot ``rows[k]``'s levels on the asks (``is_ask[k]``) or bids
+    that are real (``px > 0``) and ``counts(prefix, px, level)``; ``missing`` where
+    ``rows[k] < 0``."""
+    out = np.full(len(rows), missing, dtype=float)
     valid = rows >= 0
     if not valid.any():
         return out
-    r = rows[valid]
-    ask = side[valid]
-    lvl = level[valid][:, None]
+    r, ask, lvl = rows[valid], is_ask[valid], level[valid][:, None]
     depth = np.zeros(len(r))
     for prefix, pick in (("ask", ask), ("bid", ~ask)):
         px = mbp[[f"{prefix}_px_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
         sz = mbp[[f"{prefix}_sz_{i}" for i in range(1, BOOK_LEVELS + 1)]].to_numpy(dtype=float)[r]
-        inside = (px > 0) & (np.abs(px - lvl) <= band)
-        side_depth = np.where(inside, np.nan_to_num(sz), 0.0).sum(axis=1)
-        depth = np.where(pick, side_depth, depth)
+        inside = (px > 0) & counts(prefix, px, lvl)
+        depth = np.where(pick, np.where(inside, np.nan_to_num(sz), 0.0).sum(axis=1), depth)
     out[valid] = depth
     return out
 
@@ -178,3 +193,94 @@ def fuel_features(day: SilverDay, t: np.ndarray, level: np.ndarray) -> dict:
 def as_str_array(values: np.ndarray) -> np.ndarray:
     """An object array of Python ``str`` (what the manifest's ``string`` dtype means here)."""
     return np.array([str(v) for v in values], dtype=object)
+
+
+# ------------------------------------------------------------------ v3.2.0: physics@2
+#
+# In v3.1.0 the tape band (0.5 point around the level) and the barrier band (2 points around
+# the level) can never see anything: an event is the first trade within >= 5 points of the
+# level, so every earlier trade, and the ten book levels on the defending side (2.25 points
+# deep), lie outside both bands.  physics@2 measures them where they exist:
+#
+# - tape: trades in (t - tape_window_s, t] within ``tape_band_atr`` x ATR of the event price
+#   (the tape at the price that is meeting the level);
+# - barrier: the defending side's depth standing between the touch and the level, up to
+#   ``barrier_band`` points beyond it (asks with px <= L + band for UP, bids with
+#   px >= L - band for DOWN): the liquidity price must consume to reach and break the level.
+#   Start = the first snapshot in (t - barrier_window_s, t], end = the snapshot as of t; NaN
+#   when the window starts before the book is known (``series.book_known_from``).
+# - fuel as in v3.1.0 (thresholds from the manifest).
+
+@silver_stage("physics", version=2, step=6, parameters=(
+    "physics.tape_band_atr", "physics.tape_window_s", "physics.velocity_window_s",
+    "physics.barrier_band", "physics.barrier_window_s", "physics.barrier_delta_threshold",
+    "physics.wall_ratio_low", "physics.wall_ratio_high", "physics.weak_depth",
+    "physics.fuel_band", "physics.fuel_amplify_threshold", "physics.fuel_dampen_threshold"),
+    columns=PHYSICS_COLUMNS)
+def physics_v2(day: SilverDay) -> SilverDay:
+    day.require("events", "trades", "mbp", "option_greeks")
+    events = day.events
+    t = events["ts_ns"].to_numpy(dtype=np.int64)
+    level = events["level_price"].to_numpy(dtype=float)
+    is_up = defending_is_ask(events["direction"])
+    columns = {}
+    columns.update(approach_tape(day, t, events["entry_price"].to_numpy(dtype=float),
+                                 events["atr"].to_numpy(dtype=float)))
+    columns.update(barrier_to_level(day, t, level, is_up))
+    columns.update(fuel_features(day, t, level))
+    return day.replace(events=add_columns(events, {c: columns[c] for c in PHYSICS_COLUMNS}))
+
+
+def approach_tape(day: SilverDay, t: np.ndarray, price: np.ndarray, atr: np.ndarray) -> dict:
+    """Aggressive buy/sell volume within ``tape_band_atr`` x ATR of ``price`` over
+    (t - tape_window_s, t], their imbalance, and the tape velocity of v3.1.0."""
+    trades = day.trades
+    ts = trades["ts_ns"].to_numpy(dtype=np.int64)
+    px = trades["price"].to_numpy(dtype=float)
+    size = trades["size"].to_numpy(dtype=float)
+    aggressor = trades["aggressor"].to_numpy()
+    band = float(day.param("physics.tape_band_atr")) * np.nan_to_num(atr)
+    lo, hi = window_bounds(ts, t, int(day.param("physics.tape_window_s")) * NS_PER_S)
+    n = len(t)
+    buy, sell = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        a, b = lo[i], hi[i]
+        near = np.abs(px[a:b] - price[i]) <= band[i]
+        buy[i] = size[a:b][near & (aggressor[a:b] == 1)].sum()
+        sell[i] = size[a:b][near & (aggressor[a:b] == -1)].sum()
+    vlo, vhi = window_bounds(ts, t, int(day.param("physics.velocity_window_s")) * NS_PER_S)
+    velocity = np.array([ols_slope((ts[a:b] - t[i]) / NS_PER_S, px[a:b])
+                         for i, (a, b) in enumerate(zip(vlo, vhi))])
+    return {"tape_buy_vol": buy, "tape_sell_vol": sell,
+            "tape_imbalance": safe_div(buy - sell, buy + sell), "tape_velocity": velocity}
+
+
+def depth_to_level(mbp: pd.DataFrame, rows: np.ndarray, is_ask: np.ndarray, level: np.ndarray,
+                   band: float) -> np.ndarray:
+    """Depth of snapshot ``rows[k]`` on the defending side standing between the touch and
+    ``level[k] + band`` (asks, ``is_ask``) or ``level[k] - band`` (bids); NaN where
+    ``rows[k] < 0``."""
+    return _side_depth(mbp, rows, is_ask, level,
+                       lambda prefix, px, lvl: (px <= lvl + band) if prefix == "ask"
+                       else (px >= lvl - band), missing=np.nan)
+
+
+def barrier_to_level(day: SilverDay, t: np.ndarray, level: np.ndarray, is_up: np.ndarray) -> dict:
+    mbp = day.mbp
+    ts = mbp["ts_ns"].to_numpy(dtype=np.int64)
+    band = float(day.param("physics.barrier_band"))
+    width = int(day.param("physics.barrier_window_s")) * NS_PER_S
+    lo, hi = window_bounds(ts, t, width)
+    end_row = asof_index(ts, t)
+    start_row = np.where(hi > lo, lo, end_row)
+    truncated = (t - width) < book_known_from(day)
+    start = np.where(truncated, np.nan, depth_to_level(mbp, start_row, is_up, level, band))
+    end = np.where(truncated, np.nan, depth_to_level(mbp, end_row, is_up, level, band))
+    delta = end - start
+    ratio = end / np.fmax(start, 1.0)
+    state = barrier_state(day, np.nan_to_num(delta), np.nan_to_num(ratio, nan=1.0),
+                          np.nan_to_num(end))
+    state = np.where(truncated, "UNKNOWN", state).astype(object)
+    return {"barrier_depth_start": start, "barrier_depth_end": end,
+            "barrier_delta_liq": delta, "barrier_wall_ratio": ratio,
+            "barrier_state": as_str_array(state)}

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from transforms.feature_manifest import _arrow_type
+from transforms.silver.columns import arrow_type
 from transforms.silver.day import SilverDay
 from transforms.silver.session import local_ns
+from transforms.silver.registry import silver_stage
 
 
 class SchemaMismatch(ValueError):
@@ -24,7 +25,7 @@ class SchemaMismatch(ValueError):
 
 
 def declared_schema(columns) -> pa.Schema:
-    return pa.schema([pa.field(name, _arrow_type(dtype)) for name, dtype in columns])
+    return pa.schema([pa.field(name, arrow_type(dtype)) for name, dtype in columns])
 
 
 def to_declared_table(events: pd.DataFrame, columns) -> pa.Table:
@@ -35,7 +36,7 @@ def to_declared_table(events: pd.DataFrame, columns) -> pa.Table:
         raise SchemaMismatch(f"declared columns not produced: {missing}")
     arrays = []
     for name, dtype in columns:
-        typ = _arrow_type(dtype)
+        typ = arrow_type(dtype)
         values = events[name]
         try:
             if pa.types.is_date32(typ):
@@ -54,6 +55,8 @@ def to_declared_table(events: pd.DataFrame, columns) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=declared_schema(columns))
 
 
+@silver_stage("rth_filter", step=15, parameters=(
+    "session.timezone", "rth_filter.start", "rth_filter.end"))
 def rth_filter(day: SilverDay) -> SilverDay:
     day.require("events")
     if not day.columns:

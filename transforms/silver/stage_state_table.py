@@ -35,7 +35,7 @@ Which columns are carried
     Exactly the manifest's feature columns (``FeatureManifest.feature_columns``: neither
     identity nor label).  A stage sees only the manifest's *parameters*, not its column list,
     so the set is taken from the events frame by the manifest's own rules: every column that
-    is not an identity column (``IDENTITY_COLUMNS``), not named as a label (any of
+    is not an identity column (``columns.IDENTITY_NAMES``), not named as a label (any of
     ``LABEL_PREFIXES``; the manifest validator guarantees that every forward-looking column
     carries such a prefix) and not stage-5 bookkeeping (``bar_ns``).  Label columns are NEVER
     carried: a label looks up to 8 minutes past its event, so copying it onto later grid rows
@@ -55,10 +55,11 @@ from typing import List
 import numpy as np
 import pandas as pd
 
-from transforms.feature_manifest import IDENTITY_COLUMNS, LABEL_PREFIXES
+from transforms.silver.columns import IDENTITY_NAMES, LABEL_PREFIXES
 from transforms.silver.day import SilverDay
 from transforms.silver.series import asof_index, asof_values
 from transforms.silver.session import NS_PER_S, local_ns
+from transforms.silver.registry import silver_stage
 
 # Columns that events carry for the pipeline's own bookkeeping and that are not features.
 BOOKKEEPING_COLUMNS = ("bar_ns",)
@@ -70,7 +71,7 @@ BASE_COLUMNS = ("ts_ns", "timestamp", "level_kind", "level_kind_name", "level_pr
 def carried_feature_columns(events: pd.DataFrame) -> List[str]:
     """The feature columns of ``events`` (frame order) that the state table forward-fills:
     not identity, not label-named, not bookkeeping (see the module docstring)."""
-    identity = {n for n, _ in IDENTITY_COLUMNS}
+    identity = set(IDENTITY_NAMES)
     return [c for c in events.columns
             if c not in identity and c not in BOOKKEEPING_COLUMNS
             and not str(c).startswith(LABEL_PREFIXES) and c not in BASE_COLUMNS]
@@ -112,6 +113,9 @@ def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     return pd.Series(taken)
 
 
+@silver_stage("state_table", step=16, parameters=(
+    "state_table.grid_s", "rth_filter.start", "rth_filter.end", "session.timezone",
+    "levels.kind_codes"))
 def state_table(day: SilverDay) -> SilverDay:
     """Stage 16: the 30-second x level-kind state grid (see the module docstring)."""
     day.require("events", "trades", "levels")

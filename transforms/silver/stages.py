@@ -1,48 +1,45 @@
-"""The 18 stages by name (the names of ``transforms.feature_manifest.KNOWN_STAGES``) and
-their pure functions, plus :func:`run_stages`, the plain-Python composition used by the
-Beam pipeline's stages and by tests."""
+"""The Silver stages by id, derived from the registry (:mod:`transforms.silver.registry`),
+plus :func:`run_stages`, the plain-Python composition used by the Beam pipeline's stages and
+by tests.
+
+Every stage module is imported here, statically; importing a module registers the stages
+it declares with ``@silver_stage``.  Adding a stage = one module (imported below) + the
+manifest; ``tests/test_silver_registry.py`` fails when a ``stage_*`` module is not imported.
+"""
 from __future__ import annotations
 
-import importlib
 import traceback
-from typing import Callable, Iterable, Union
+from typing import Callable, Dict, Iterable, List, Tuple, Union
 
-from transforms.feature_manifest import KNOWN_STAGES
+from transforms.silver import (  # noqa: F401  (imported to register their stages)
+    stage_approach, stage_barrier_evolution, stage_bars, stage_episodes, stage_force_mass,
+    stage_gex, stage_interaction_zones, stage_kinematics, stage_labels,
+    stage_level_distances, stage_levels, stage_load_bronze, stage_market_state,
+    stage_order_flow, stage_physics, stage_rth_filter, stage_state_table)
 from transforms.silver.day import DayFailure, SilverDay
+from transforms.silver.registry import StageSpec, registered
 
-# stage name -> module (below transforms.silver) holding a function of the same name
-STAGE_MODULES = {
-    "load_bronze": "stage_load_bronze",
-    "bars_1m": "stage_bars",
-    "bars_2m": "stage_bars",
-    "market_state": "stage_market_state",
-    "levels": "stage_levels",
-    "interaction_zones": "stage_interaction_zones",
-    "physics": "stage_physics",
-    "kinematics": "stage_kinematics",
-    "order_flow": "stage_order_flow",
-    "barrier_evolution": "stage_barrier_evolution",
-    "level_distances": "stage_level_distances",
-    "gex": "stage_gex",
-    "force_mass": "stage_force_mass",
-    "approach": "stage_approach",
-    "labels": "stage_labels",
-    "rth_filter": "stage_rth_filter",
-    "state_table": "stage_state_table",
-    "episodes": "stage_episodes",
-}
-assert tuple(STAGE_MODULES) == KNOWN_STAGES
+STAGES: Tuple[StageSpec, ...] = registered()
+KNOWN_STAGES: Tuple[str, ...] = tuple(s.id for s in STAGES)
+REQUIRED_PARAMETERS: Dict[str, List[str]] = {s.id: list(s.parameters) for s in STAGES}
+# stage id -> module (below transforms.silver) holding its function
+STAGE_MODULES: Dict[str, str] = {s.id: s.module.rsplit(".", 1)[1] for s in STAGES}
+_BY_ID: Dict[str, StageSpec] = {s.id: s for s in STAGES}
 
 StageFn = Callable[[SilverDay], SilverDay]
 DayOrFailure = Union[SilverDay, DayFailure]
 
 
+def stage_spec(name: str) -> StageSpec:
+    """The registry entry of stage ``name``; KeyError for an unknown stage."""
+    if name not in _BY_ID:
+        raise KeyError(f"unknown Silver stage {name!r}")
+    return _BY_ID[name]
+
+
 def stage_function(name: str) -> StageFn:
     """The pure function of stage ``name``; KeyError for an unknown stage."""
-    if name not in STAGE_MODULES:
-        raise KeyError(f"unknown Silver stage {name!r}")
-    module = importlib.import_module(f"transforms.silver.{STAGE_MODULES[name]}")
-    return getattr(module, name)
+    return stage_spec(name).function_object()
 
 
 def apply_stage(name: str, day: DayOrFailure, fn: StageFn = None) -> DayOrFailure:

@@ -23,16 +23,27 @@ null_rates_summary`` keys are kept too).  Checks:
 - ``warmup``: every date had the 2-minute bars its longest SMA needs before the session;
   a date without names its warm-up weekdays missing in Bronze
   (``transforms.silver.warmup``).
+
+Dead-feature checks (:mod:`transforms.silver.quality`): ``constant_features`` (a feature
+column with one distinct value over a date), ``mostly_zero_features`` (a numeric feature
+column over ``max_zero_share`` zeros) and ``saturated_episode_dims`` (an episode position at
+the clip in over ``max_saturated_share`` of the events).  Each reports per column what it
+observed; a column the manifest declares expected (``parameters.quality.expected``, with the
+reason) does not fail.  A manifest without a ``parameters.quality`` section (v3.1.0)
+predates them: they are reported with ``success: null`` (not enforced) and the reason.
+
+``success`` is true when no check has ``success: false``.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
 
 from transforms.arrow_stats import null_rate
 
+from transforms.silver.quality import dead_feature_checks
 from transforms.silver.stage_rth_filter import declared_schema
 from transforms.silver.warmup import warmup_check
 
@@ -43,7 +54,9 @@ _BOUNDS = {
     "tape_imbalance": (-1.0, 1.0), "distance_atr": (0.0, None), "distance_pct": (0.0, None),
     "tape_buy_vol": (0.0, None), "tape_sell_vol": (0.0, None), "mass": (1.0, None),
     "excursion_favorable": (0.0, None), "excursion_adverse": (0.0, None),
-    "minutes_since_open": (0.0, None),
+    "minutes_since_open": (0.0, None), "book_imbalance_5": (-1.0, 1.0),
+    "excursion_favorable_atr": (0.0, None), "excursion_adverse_atr": (0.0, None),
+    "strength_abs": (0.0, None),
 }
 
 
@@ -56,7 +69,8 @@ def _finite_range(col: pa.ChunkedArray):
 
 
 def validate_feature_set(manifest, tables: Mapping[str, pa.Table],
-                         lineages: Mapping[str, Mapping[str, Any]]) -> dict:
+                         lineages: Mapping[str, Mapping[str, Any]],
+                         episodes: Optional[Mapping[str, pa.Table]] = None) -> dict:
     declared = declared_schema(manifest.columns())
     dates = sorted(tables)
     checks: dict[str, dict] = {}
@@ -127,11 +141,12 @@ def validate_feature_set(manifest, tables: Mapping[str, pa.Table],
                                     "roll_contaminated_dates": contaminated}
 
     checks["warmup"] = warmup_check({d: lineages.get(d) for d in dates})
+    checks.update(dead_feature_checks(manifest, tables, episodes or {}))
 
     feature_rates = [rates[c] for c in manifest.feature_columns if c in rates]
     return {
         "version": manifest.version,
-        "success": all(c["success"] for c in checks.values()),
+        "success": all(c["success"] is not False for c in checks.values()),
         "date_range": {"start": dates[0] if dates else None, "end": dates[-1] if dates else None},
         "dates": dates,
         "signal_count": int(combined.num_rows),
