@@ -348,6 +348,7 @@ class DrainResult:
     note: str = ""
     per_instance_rows: list = field(default_factory=list)
     load: float = math.nan               # 1-minute load average when the run started
+    cpu: dict = field(default_factory=dict)   # CPU seconds by program during the run
 
     @property
     def rows_per_s(self) -> float:
@@ -356,6 +357,46 @@ class DrainResult:
     @property
     def steady_rows_per_s(self) -> float:
         return self.n / self.steady_s if self.ok and self.steady_s > 0 else math.nan
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of process trees, by program name (``python``,
+    ``prism``, ``nats-server``), from ``/proc``: ``sample()`` records the latest figure of
+    every process below the roots, so processes that exit keep their last sample."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, roots: list[int]):
+        self.roots = list(roots)
+        self.seen: dict = {}                 # (pid, name) -> cpu seconds
+
+    def sample(self) -> None:
+        children: dict = {}
+        stats: dict = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            name, rest = raw.split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            stats[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / self._TICK)
+        todo = [pid for pid in self.roots if pid in stats]
+        while todo:
+            pid = todo.pop()
+            name, cpu = stats[pid]
+            self.seen[(pid, name)] = cpu
+            todo.extend(children.get(pid, []))
+
+    def by_name(self) -> dict:
+        out: dict = {}
+        for (_, name), cpu in self.seen.items():
+            out[name] = out.get(name, 0.0) + cpu
+        return out
 
 
 def _command_of(system: str):
@@ -402,9 +443,17 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
         t0 = time.monotonic()
         procs = [start_process(command(server.url, data_root, True, args.max_ack_pending), log)
                  for log in logs]
+        meter = CpuMeter([p.pid for p in procs])
+        server_cpu = CpuMeter([server.proc.pid])
+        server_cpu.sample()
+        server_before = server_cpu.by_name()
         deadline = t0 + args.drain_timeout
         t_exit = math.nan
+        next_sample = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_sample:
+                meter.sample()
+                next_sample = time.monotonic() + 0.1
             if all(p.poll() is not None for p in procs):
                 if t_exit != t_exit:
                     t_exit = time.monotonic()
@@ -413,6 +462,10 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
                 if time.monotonic() - t_exit > 1.0:      # exited short: a few last polls
                     break
             time.sleep(0.02)
+        server_cpu.sample()
+        res.cpu = {k: round(v, 2) for k, v in meter.by_name().items()}
+        res.cpu["nats-server"] = round(sum(server_cpu.by_name().values())
+                                       - sum(server_before.values()), 2)
         if any(p.poll() is None for p in procs):
             res.note = f"did not finish within {args.drain_timeout:.0f}s"
             if watcher.total_rows >= n:
@@ -792,6 +845,12 @@ def print_scaleout(drain: dict) -> None:
                              ("  start-up: start -> first shard [s]", "startup_s", "{:.2f}"),
                              ("  load average (1 min) at run start", "load", "{:.2f}")):
         print(row.format(label, *[_f(getattr(r, attr) if r else math.nan, fmt) for r in order]))
+    print(row.format("  CPU s: python / prism / nats-server", *[
+        "/".join(f"{r.cpu.get(k, 0):.1f}" for k in ("python", "prism", "nats-server"))
+        if r else "n/a" for r in order]))
+    print(row.format("  cores busy (all CPU / wall to exit)", *[
+        _f(sum(r.cpu.values()) / r.wall_s if r and r.cpu and r.wall_s == r.wall_s else math.nan,
+           "{:.2f}") for r in order]))
     print(row.format("  messages taken per instance", *[
         "/".join(f"{x:,}" if x is not None else "?" for x in r.per_instance_rows) if r else "n/a"
         for r in order]))
