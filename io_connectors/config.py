@@ -54,3 +54,13 @@ def resolve_path(value: str) -> str:
     if "://" in value or os.path.isabs(value):
         return value
     return str(PROJECT_ROOT / value)
+
+
+def bronze_rules():
+    """The Bronze rules (``transforms.bronze_rules.BronzeRules``) set in configs/lake.yaml
+    (``bronze``: price bounds per dataset); ConfigError naming a bad value."""
+    from transforms.bronze_rules import BronzeRules
+    try:
+        return BronzeRules.from_config(load_config("lake"))
+    except ValueError as exc:
+        raise ConfigError(f"{config_dir() / 'lake.yaml'}: {exc}") from None

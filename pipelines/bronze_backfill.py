@@ -1,30 +1,51 @@
 """Bounded Bronze backfill: Databento DBN files straight into Bronze.
 
-    python -m pipelines.bronze_backfill --files F [F ...] --data_root D [--runner ...]
+    python -m pipelines.bronze_backfill --files F [F ...] [--data_root D] [--runner ...]
 
-Same layout, schema and validation as the streaming path: the DBN records become bus
-events (``io_connectors.dbn.decode``), then go through the same ``ParseMarketMessages``
-(invalid ones to the dead-letter set) and ``WriteParquetShards``.  Shards are cut
-deterministically and named by a hash of their rows, so re-running a backfill over the
-same files adds nothing.
+Wiring only:
+
+    ReadDbnBlocks      files -> blocks of records (zstd unpacked once into the run's staging
+                       folder), spread over the workers
+    DecodeDbnBlocks    block -> Bronze rows per shard key, column-wise with every rule as
+                       array operations (per message for what that path does not take),
+                       dead letters with their reasons; pieces in the staging folder
+    WriteBoundedShards per shard key: canonical order, shards of the flush size, each
+                       named by a hash of its rows (a re-run adds no file)
+
+Same layout, schemas and rules as the streaming path.  After the job the driver checks
+from the records the steps left that every file, block and shard key was done (exit 1
+naming what is missing otherwise), prints rows, files, dead letters and skips per
+dataset, and removes the staging folder.  Without ``--runner`` it runs on the FnApiRunner
+with one worker per core, the set-up the README recommends for bulk loads ("Backfill").
 """
 from __future__ import annotations
 
+if __name__ == "__main__":      # the driver and, on the default runner, its workers too
+    import os as _os
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # idle BLAS threads spin; no BLAS here
+    from pipelines.lean_imports import skip_unused_optional_modules
+    skip_unused_optional_modules()
+
 import logging
+import os
 import sys
+import time
+import uuid
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+                                                  StandardOptions)
 
-from io_connectors.config import ConfigError, load_config
-from io_connectors.dbn.source import ReadDbnMessages
+from io_connectors.config import ConfigError, bronze_rules, load_config
+from io_connectors.dbn.backfill import DecodeDbnBlocks, ReadDbnBlocks
+from io_connectors.dbn.blocks import plan_files
+from io_connectors.dbn.decode import load_instruments
+from io_connectors.dbn.run_report import BackfillReport
+from io_connectors.lake.bounded_shards import WriteBoundedShards
+from io_connectors.lake.staging import Staging
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
-from io_connectors.lake.parquet_shards import WriteParquetShards
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
-                                    reject_unknown_flags)
-from pipelines.streaming_launcher import summarize
-from transforms.bronze_route import ParseMarketMessages
-from transforms.flush_policy import BoundedShards
+                                    reject_unknown_flags, tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_backfill")
@@ -40,21 +61,61 @@ class BackfillOptions(PipelineOptions):
         parser.add_argument("--include_spreads", action="store_true")
         parser.add_argument("--shard_max_events", type=int, default=None,
                             help="rows per shard (default: the Bronze flush size)")
+        parser.add_argument("--block_mb", type=float, default=None,
+                            help="MB of DBN records per block, the unit of work and of "
+                                 "memory (default: configs/lake.yaml backfill.block_mb)")
+        parser.add_argument("--staging_dir", default=None,
+                            help="scratch folder for unpacked blocks and row pieces, seen "
+                                 "by every worker (default: <data_root>/_staging/backfill)")
+        parser.add_argument("--per_message", action="store_true",
+                            help="decode every file record by record through the bus JSON "
+                                 "parser (the reference path, about 20x slower)")
         parser.add_argument("--log_level", default="INFO")
 
 
-def build(p: beam.Pipeline, files: list[str], storage: LakeStorage, max_events: int,
-          include_spreads: bool = False):
-    """Adds the backfill graph to ``p``; returns the (file, rows) PCollection written."""
+def build(p: beam.Pipeline, files, instruments, storage: LakeStorage, staging: Staging,
+          max_events: int, block_bytes: int, rules=None, include_spreads: bool = False):
+    """Adds the backfill graph to ``p`` (``files`` from ``plan_files``); returns the
+    ``(relative_path, rows)`` PCollection of the files written."""
     return (p
-            | "ReadDbn" >> ReadDbnMessages(files, include_spreads=include_spreads)
-            | "Parse" >> ParseMarketMessages()
-            | "Shards" >> BoundedShards(max_events)
-            | "WriteShards" >> WriteParquetShards(storage, shard_layout, None, parquet_options(),
-                                                  content_addressed=True))
+            | "ReadDbn" >> ReadDbnBlocks(files, staging, block_bytes)
+            | "Decode" >> DecodeDbnBlocks(instruments, staging, rules or bronze_rules(),
+                                          include_spreads)
+            | "WriteShards" >> WriteBoundedShards(storage, staging, shard_layout, max_events,
+                                                  parquet_options()))
+
+
+def _settings(o: BackfillOptions) -> tuple[int, int]:
+    lake = load_config("lake")
+    max_events = o.shard_max_events or int(
+        lake.get("flush", {}).get("bronze", {}).get("max_events", 1000))
+    if max_events < 1:
+        raise UsageError("--shard_max_events must be >= 1")
+    block_mb = o.block_mb or float(lake.get("backfill", {}).get("block_mb", 8))
+    if not 0 < block_mb <= 4096:
+        raise UsageError("--block_mb must be in (0, 4096]")
+    return max_events, int(block_mb * 2**20)
+
+
+def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> None:
+    """Without ``--runner``: Beam's FnApiRunner (the DirectRunner's batch engine) in the
+    ``backfill.running_mode`` of configs/lake.yaml with one worker per core (unless
+    ``--direct_num_workers`` is given): the bulk-load set-up the README recommends."""
+    if any(a == "--runner" or a.startswith("--runner=") for a in args):
+        return
+    options.view_as(StandardOptions).runner = "FnApiRunner"
+    direct = options.view_as(DirectOptions)
+    mode = lake.get("backfill", {}).get("running_mode", "multi_threading")
+    if mode not in ("in_memory", "multi_threading", "multi_processing"):
+        raise ConfigError(f"configs/lake.yaml backfill.running_mode={mode!r} is not one of "
+                          "in_memory, multi_threading, multi_processing")
+    direct.direct_running_mode = mode
+    if not any(a.startswith("--direct_num_workers") for a in args):
+        direct.direct_num_workers = os.cpu_count() or 1
 
 
 def main(argv=None) -> int:
+    started = time.monotonic()
     args = list(argv) if argv is not None else sys.argv[1:]
     options = BackfillOptions(args)
     o = options.view_as(BackfillOptions)
@@ -63,24 +124,41 @@ def main(argv=None) -> int:
         reject_unknown_flags(args)
         if not o.files:
             raise UsageError("--files needs at least one DBN file")
-        max_events = o.shard_max_events or int(
-            load_config("lake").get("flush", {}).get("bronze", {}).get("max_events", 1000))
-        if max_events < 1:
-            raise UsageError("--shard_max_events must be >= 1")
+        max_events, block_bytes = _settings(o)
+        rules = bronze_rules()
+        _default_runner(options, args, load_config("lake"))
         storage = LakeStorage(resolve_data_root(o.data_root))
+        staging = Staging(o.staging_dir or f"{storage.data_root}/_staging/backfill",
+                          uuid.uuid4().hex[:12])
         prepare_runner(options, streaming=False)
-    except (UsageError, ConfigError) as exc:
+        files = plan_files(list(o.files), columnar=not o.per_message)
+        instruments = load_instruments([f.path for f in files])
+    except (UsageError, ConfigError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     p = beam.Pipeline(options=options)
+    build(p, files, instruments, storage, staging, max_events, block_bytes, rules,
+          o.include_spreads)
+    tune_gc_for_streaming()        # the driver (and in-process runners' workers)
     try:
-        build(p, list(o.files), storage, max_events, o.include_spreads)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    result = p.run()
-    result.wait_until_finish()
-    _LOG.info("backfill of %d files into %s: %s", len(o.files), storage.data_root,
-              summarize(result))
-    return 0
+        p.run().wait_until_finish()
+        report = BackfillReport.read(staging, files)
+    except Exception as exc:  # pylint: disable=broad-except
+        # The job failed (a bad file, storage down): files already written stay (each is
+        # whole); a re-run writes what is missing.  One line with the cause, not the
+        # runner's traceback.
+        cause = [line for line in str(exc).strip().splitlines() if line.strip()]
+        fail(f"backfill failed ({cause[-1] if cause else repr(exc)}); the files it wrote "
+             "are whole and kept, a re-run writes only what is missing", 1)
+    finally:
+        staging.remove_run()
+    rows = sum(n for d, n in report.rows.items() if not d.startswith("_"))
+    elapsed = time.monotonic() - started
+    _LOG.info("backfill of %d files (%s records) into %s: %s rows in %.1f s (%s rows/s)%s",
+              len(files), f"{report.records:,}", storage.data_root, f"{rows:,}", elapsed,
+              f"{rows / max(elapsed, 1e-9):,.0f}", "" if report.complete else ": INCOMPLETE")
+    for line in report.lines():
+        _LOG.info("  %s", line)
+    return 0 if report.complete else 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 
 import apache_beam as beam
 
+from io_connectors.config import bronze_rules
 from io_connectors.lake.storage import parquet_options
 from io_connectors.nats.source import ReadFromNats
 from io_connectors.lake.parquet_shards import WriteParquetShards
@@ -30,15 +31,16 @@ from transforms.flush_policy import BatchedFlushPolicy
 from transforms.partitioning import shard_layout
 
 
-def build(p: beam.Pipeline, cfg: StreamConfig):
+def build(p: beam.Pipeline, cfg: StreamConfig, rules=None):
     """Adds the Bronze graph to ``p``; returns the two PCollections of (file, rows)
-    written: full shards cut within a bundle, and the trigger-flushed rest."""
+    written: full shards cut within a bundle, and the trigger-flushed rest.  ``rules``:
+    the Bronze rules (default: those of configs/lake.yaml)."""
     batches = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
         control_subject=cfg.control_subject, ready_subject=cfg.ready_subject,
         num_readers=cfg.num_readers, batches=True)
     full, flushed = (batches
-                     | "Parse" >> ParseMarketBatches()
+                     | "Parse" >> ParseMarketBatches(rules or bronze_rules())
                      | "Flush" >> BatchedFlushPolicy(cfg.max_events, cfg.max_seconds))
     write = lambda: WriteParquetShards(cfg.storage, shard_layout, cfg.nats, parquet_options())
     # Two writer applications, not a Flatten: full shards stay in the read stage.
@@ -47,7 +49,7 @@ def build(p: beam.Pipeline, cfg: StreamConfig):
 
 
 def _prepare(_options: StreamOptions, cfg: StreamConfig):
-    return functools.partial(build, cfg=cfg)
+    return functools.partial(build, cfg=cfg, rules=bronze_rules())
 
 
 def main(argv=None) -> int:

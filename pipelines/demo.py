@@ -151,10 +151,10 @@ def _silver(data_root: str, date: str, scale: float, warmup_scale: float) -> int
         written = write_session_dbn(events, dbn_dir)
         _say(f"wrote DBN for {', '.join(warm)} (scale {warmup_scale}) and {date} "
              f"(scale {scale}) in {time.monotonic() - t0:.1f}s: {written.counts}")
-        _say("bronze_backfill (bounded Beam pipeline, DirectRunner) DBN -> Bronze ...")
+        _say("bronze_backfill (bounded Beam pipeline, FnApiRunner, columnar) DBN -> Bronze ...")
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "pipelines.bronze_backfill",
-                            "--runner=DirectRunner", "--files", *written.paths,
+                            "--files", *written.paths,
                             f"--data_root={data_root}", "--log_level=WARNING"],
                            cwd=PROJECT_ROOT, capture_output=True, text=True)
         if r.returncode != 0:

@@ -37,10 +37,11 @@ def msg(payload, i):
     return (SUBJ, payload, i, TS + i, f"tok{i}")
 
 
-def expected(msgs):
+def expected(msgs, rules=None):
     """{key: [(token, row), ...]} by the per-message path, or None if any dead letter."""
+    from transforms.bronze_rules import DEFAULT_RULES
     out = {}
-    for key, value in route_batch(msgs):
+    for key, value in route_batch(msgs, rules or DEFAULT_RULES):
         if key.startswith("_dead_letter"):
             return None
         out.setdefault(key, []).append(value)
@@ -58,11 +59,13 @@ def got(pieces):
     return out
 
 
-def check(msgs):
-    pieces = parse_trade_batch(msgs)
+def check(msgs, rules=None):
+    from transforms.bronze_rules import DEFAULT_RULES
+    rules = rules or DEFAULT_RULES
+    pieces = parse_trade_batch(msgs, rules)
     if pieces is None:
         return False
-    exp = expected(msgs)
+    exp = expected(msgs, rules)
     assert exp is not None, [m[1] for m in msgs]
     res = got(pieces)
     assert res == exp
@@ -89,7 +92,8 @@ BAD_VALUES = [None, True, False, 0, -1, 1, 2, -2, 1.0, 0.0, -0.0, 1e3, 1.5, "1",
               [40000], [-32768, 32767], [-32769], {}, {"a": 1}, 2**31 - 1, 2**31, 2**63 - 1,
               -(2**63 - 1), 10**20, 1e308, 5e-324, "replay", "sim", "direct_feed", "live",
               946_684_800 * 10**9, 946_684_800 * 10**9 - 1, 4_102_444_800 * 10**9,
-              4_102_444_800 * 10**9 - 1, 0.1, 1e-300, 123456789012345678901234567890]
+              4_102_444_800 * 10**9 - 1, 0.1, 1e-300, 123456789012345678901234567890,
+              2**63, -(2**63), 2**64, 1e6, 1e6 + 0.25, 999_999.75, 1e30]
 FIELDS = ["ts_event_ns", "ts_recv_ns", "source", "symbol", "price", "size", "aggressor",
           "exchange", "conditions", "seq"]
 RAW = [
@@ -113,6 +117,15 @@ RAW = [
     lambda p: p[:-1] + b',"x":1e400}', lambda p: p.replace(b"6050.25", b"1e400"),
     lambda p: p.replace(b"6050.25", b"1e-400"), lambda p: p.replace(b"[1,2]", b"[1,2,]"),
     lambda p: p.replace(b"}", b"}}"), lambda p: p.replace(b'"replay"', b"'replay'"),
+    # strict payloads: duplicate keys anywhere, integers beyond 64 bits
+    lambda p: p[:-1] + b',"symbol":"NQZ4"}', lambda p: p[:-1] + b',"x":1,"x":2}',
+    lambda p: p[:-1] + b',"x":{"y":1,"y":2}}', lambda p: p[:-1] + b',"size" :3}',
+    lambda p: p[:-1] + b',"x" :1}', lambda p: p[:-1] + b',"\\"q":1,"\\"q":2}',
+    lambda p: p[:-1] + b',"\\"size":1,"\\"size":2}', lambda p: p[:-1] + b',"x":"\\":"}',
+    lambda p: p.replace(b'"seq":42', b'"seq":123456789012345678901234567890'),
+    lambda p: p.replace(b'"seq":42', b'"seq":9223372036854775808'),
+    lambda p: p.replace(b'"size":3', b'"size":-9223372036854775809'),
+    lambda p: p.replace(b"6050.25", b"1000000.0"), lambda p: p.replace(b"6050.25", b"1000000.25"),
 ]
 
 
@@ -157,6 +170,42 @@ def test_differential_against_the_per_message_parser(seed):
         for m in msgs[:2]:
             check([m])
     assert accepted > 50 and refused > 50
+
+
+def test_differential_with_a_tight_price_bound():
+    """Prices on both sides of a configured bound: both parsers draw the line at the same
+    place (a batch with one price above it is refused, the per-message path dead-letters
+    that trade)."""
+    from transforms.bronze_rules import BronzeRules
+    rules = BronzeRules({"futures/trades": 5000.0, "futures/mbp10": 5000.0,
+                         "options/trades": 5000.0})
+    rng = random.Random(11)
+    accepted = refused = 0
+    for _ in range(400):
+        msgs = [msg(orjson.dumps(trade(rng, price=rng.choice(
+            [4999.75, 5000.0, 5000.25, 5000.0000001, round(rng.uniform(1, 5200), 2)]))), i)
+                for i in range(rng.choice([1, 2, 5]))]
+        if check(msgs, rules):
+            accepted += 1
+        else:
+            refused += 1
+            assert expected(msgs, rules) is None or parse_trade_batch(msgs, rules) is None
+    assert accepted > 50 and refused > 50
+
+
+def test_strict_payloads_agree_one_by_one():
+    """Each strict-payload case alone and beside a valid trade: the per-message parser
+    dead-letters it with its reason, the columnar parser refuses the batch."""
+    base = orjson.dumps(trade())
+    for bad, reason in [
+            (base[:-1] + b',"x":1,"x":2}', "duplicate key 'x'"),
+            (base[:-1] + b',"\\"size":1,"\\"size":2}', 'duplicate key \'"size\''),
+            (base.replace(b'"seq":42', b'"seq":9223372036854775808'), "beyond 64 bits"),
+            (base.replace(b"6050.25", b"1e30"), "'price'=1e+30 out of range")]:
+        (key, (_, row)), = route_batch([msg(bad, 0)])
+        assert key.startswith("_dead_letter") and reason in row[3], (reason, row[3])
+        assert parse_trade_batch([msg(base, 0), msg(bad, 1)]) is None
+        assert parse_trade_batch([msg(bad, 0)]) is None
 
 
 def test_each_single_value_mutation_of_each_field():

@@ -204,3 +204,12 @@ def test_a_bad_level_rejects_the_whole_snapshot():
     ev = snapshot([level(), level(id="bad id")])
     with pytest.raises(InvalidEvent, match=r"levels\[1\]"):
         parse(ev)
+
+
+def test_a_key_written_twice_rejects_the_snapshot():
+    good = orjson.dumps(snapshot())
+    for bad, key in [(good[:-1] + b',"ts":1734359400000}', "ts"),
+                     (good.replace(b'"added":', b'"added":1,"added":', 1), "added")]:
+        with pytest.raises(InvalidEvent, match=f"duplicate key '{key}'"):
+            parse_level_signals(bad, "ES")
+    assert parse_level_signals(good, "ES").rows

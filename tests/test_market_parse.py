@@ -113,3 +113,100 @@ def test_rows_to_table_sorts_stably_and_rejects_nulls():
     with pytest.raises(ValueError, match="symbol is not nullable"):
         rows_to_table([tuple(bad)], FUTURES_TRADES)
     assert isinstance(t.schema.field("conditions").type, pa.ListType)
+
+
+# --------------------------------------------------------------------------- strict payloads
+
+@pytest.mark.parametrize("payload,reason", [
+    (trade()[:-1] + b',"symbol":"NQZ4"}', "duplicate key 'symbol'"),
+    (trade()[:-1] + b',"ts_event_ns":1734400000000000000}', "duplicate key 'ts_event_ns'"),
+    (trade()[:-1] + b',"x":1,"x":2}', "duplicate key 'x'"),                    # ignored field
+    (trade()[:-1] + b',"x":{"y":1,"y":[1]}}', "duplicate key 'y'"),           # nested object
+    (trade()[:-1] + b',"\\u0073ize":3}', "duplicate key 'size'"),            # escaped name
+    (trade()[:-1] + b',"size" :3}', "duplicate key 'size'"),                 # space before ':'
+    (trade()[:-1] + b',"size"\t:\n3}', "duplicate key 'size'"),
+    (trade()[:-1] + b',"x":"\\":","x":2}', "duplicate key 'x'"),           # '":' in a value
+])
+def test_a_key_written_twice_is_a_dead_letter(payload, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_market_event("market.futures.trades", payload)
+
+
+def test_duplicate_key_in_a_book_level_and_no_false_alarm():
+    lvl = b'{"bid_px":1.0,"bid_sz":1,"ask_px":2.0,"ask_sz":2,"ask_sz":3}'
+    payload = book([])[:-1].replace(b'"levels":[]', b'"levels":[' + lvl + b"]") + b"}"
+    with pytest.raises(InvalidEvent, match="duplicate key 'ask_sz'"):
+        parse_market_event("market.futures.mbp10", payload)
+    # values holding '":', whitespace and escapes, without any repeated key: accepted
+    ok = trade(exchange='a":b')[:-1] + b', "x" : {"x":1, "y":"\\"x\\":"}}'
+    assert parse_market_event("market.futures.trades", ok).row[7] == 'a":b'
+    levels = [dict(bid_px=1.0, bid_sz=1, ask_px=2.0, ask_sz=2)] * 3
+    assert parse_market_event("market.futures.mbp10", book(levels)).row[4] == 1.0
+
+
+@pytest.mark.parametrize("field,literal", [
+    ("seq", b"9223372036854775808"), ("seq", b"123456789012345678901234567890"),
+    ("seq", b"-9223372036854775809"), ("size", b"18446744073709551616"),
+    ("ts_event_ns", b"99999999999999999999"),
+])
+def test_integer_beyond_64_bits_is_named_as_such(field, literal):
+    payload = trade(**{field: 1}).replace(f'"{field}":1'.encode(), f'"{field}":'.encode() + literal)
+    with pytest.raises(InvalidEvent) as exc:
+        parse_market_event("market.futures.trades", payload)
+    assert f"field '{field}'={int(literal)} is an integer beyond 64 bits" in str(exc.value)
+
+
+def test_integer_beyond_64_bits_inside_a_book_level_and_real_floats_unchanged():
+    payload = book([dict(bid_px=1.0, bid_sz=7, ask_px=2.0, ask_sz=2)]).replace(
+        b'"bid_sz":7', b'"bid_sz":36893488147419103232')
+    with pytest.raises(InvalidEvent, match=r"levels\[0\]: field 'bid_sz'=36893488147419103232 "
+                                           r"is an integer beyond 64 bits"):
+        parse_market_event("market.futures.mbp10", payload)
+    with pytest.raises(InvalidEvent, match="'size' must be an integer, got float"):
+        parse_market_event("market.futures.trades", trade(size=3.0))
+    with pytest.raises(InvalidEvent, match="'size' must be an integer, got float"):
+        parse_market_event("market.futures.trades", trade(size=1e30))
+
+
+def test_prices_above_the_dataset_bound_are_dead_letters():
+    from transforms.bronze_rules import DEFAULT_RULES, BronzeRules
+    hi = DEFAULT_RULES.price_max("futures/trades")
+    assert parse_market_event("market.futures.trades", trade(price=hi)).row[4] == hi
+    for subject, payload, field in [
+            ("market.futures.trades", trade(price=1e30), "price"),
+            ("market.futures.trades", trade(price=hi * 1.0000001), "price"),
+            ("market.futures.mbp10", book([dict(bid_px=1.0, bid_sz=1, ask_px=1e30, ask_sz=1)]),
+             "ask_px"),
+            ("market.options.trades", option(strike=1e30), "strike"),
+            ("market.options.trades", option(price=1e30), "price"),
+            ("market.options.trades", option(opt_bid=1e30), "opt_bid"),
+            ("market.options.trades", option(opt_ask=1e30), "opt_ask")]:
+        with pytest.raises(InvalidEvent, match=f"field '{field}'=1e\\+30 out of range|"
+                                               f"field '{field}'=.* out of range .*<= "):
+            parse_market_event(subject, payload)
+    tight = BronzeRules({"futures/trades": 7000.0, "futures/mbp10": 7000.0,
+                         "options/trades": 100.0})
+    with pytest.raises(InvalidEvent, match=r"field 'price'=7000.25 out of range \(> 0.0, <= 7000.0\)"):
+        parse_market_event("market.futures.trades", trade(price=7000.25), tight)
+    with pytest.raises(InvalidEvent, match="'strike'=6050.0 out of range"):
+        parse_market_event("market.options.trades", option(), tight)
+    assert parse_market_event("market.futures.trades", trade(price=7000.0), tight).row[4] == 7000.0
+
+
+def test_rules_from_config_and_bad_values():
+    from transforms.bronze_rules import DEFAULT_RULES, BronzeRules
+    assert BronzeRules.from_config({}) == DEFAULT_RULES
+    r = BronzeRules.from_config({"bronze": {"max_price": {"futures/trades": 10000}}})
+    assert r.price_max("futures/trades") == 10000.0
+    assert r.price_max("options/trades") == DEFAULT_RULES.price_max("options/trades")
+    for bad in ({"futures/trades": -1}, {"futures/trades": "x"}, {"futures/trades": float("inf")},
+                {"futures/quotes": 5.0}):
+        with pytest.raises(ValueError, match="bronze.max_price"):
+            BronzeRules.from_config({"bronze": {"max_price": bad}})
+
+
+def test_shipped_config_sets_a_bound_for_every_dataset():
+    from io_connectors.config import load_config
+    from transforms.bronze_rules import PRICE_FIELDS
+    section = load_config("lake")["bronze"]["max_price"]
+    assert set(section) == set(PRICE_FIELDS)

@@ -23,7 +23,15 @@ column.  Where it is more lenient than orjson, the batch is refused before parsi
   ``MAX_PAYLOAD_BYTES`` (far below the 1024 brackets that limit needs) are refused;
 - several JSON values in one payload, an empty payload, a raw newline in a payload: each
   payload must start with ``{`` and end with ``}`` and hold no newline, and the table must
-  have exactly one row per message.
+  have exactly one row per message;
+- duplicate keys in ignored fields (pyarrow rejects a repeated field of the schema but not
+  a repeated unknown one, nor one inside a nested object; the per-message parser rejects
+  every duplicate): a batch is taken only when every key of every payload is one of the
+  schema's field names written literally: no nested object (one ``{`` per payload), no
+  escaped quote, no whitespace before a colon, and as many ``":`` as ``"<field>":``.
+
+The rules themselves are ``transforms.bronze_rules.row_mask`` (shared with the DBN
+backfill), with the price bound of ``rules`` (configs/lake.yaml ``bronze.max_price``).
 """
 from __future__ import annotations
 
@@ -34,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from transforms.market_parse import (INT32_MAX, INT64_MAX, SOURCES, TS_MAX_NS, TS_MIN_NS,
-                                     _NS_PER_HOUR, _utc_date_hour_of, symbol_root)
+from transforms.bronze_rules import DEFAULT_RULES, BronzeRules, row_mask
+from transforms.market_parse import _NS_PER_HOUR, _utc_date_hour_of, symbol_root
 from transforms.partitioning import bronze_key
 from transforms.schemas import BRONZE_DATASETS, FUTURES_TRADES
 
@@ -55,8 +63,7 @@ _READ_SCHEMA = pa.schema([
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_READ_SCHEMA,
                                  unexpected_field_behavior="ignore",
                                  newlines_in_values=False)
-_IDENT_RE = r"^[A-Za-z0-9][A-Za-z0-9_]{0,31}$"     # json_fields._IDENT, anchored
-_SOURCES = pa.array(sorted(SOURCES), pa.string())
+_KEYS = tuple(f'"{name}":'.encode() for name in _READ_SCHEMA.names)
 
 
 class ColumnarShardPiece(NamedTuple):
@@ -85,42 +92,18 @@ def table_rows(table: pa.Table) -> list[tuple]:
     return list(zip(*(col.to_pylist() for col in table.columns)))
 
 
-def _all_true(mask) -> bool:
-    return pc.all(mask, skip_nulls=False, min_count=0).as_py() is True
-
-
-def _between(arr, lo, hi):
-    return pc.and_kleene(pc.greater_equal(arr, lo), pc.less_equal(arr, hi))
-
-
-def _valid(t: pa.Table) -> bool:
+def _valid(t: pa.Table, rules: BronzeRules) -> bool:
     """Every rule of ``market_parse._futures_trade`` holds for every row."""
-    for name in ("ts_event_ns", "ts_recv_ns", "source", "symbol", "price", "size",
-                 "aggressor"):
-        if t[name].null_count:
-            return False
-    if not (_all_true(_between(t["ts_event_ns"], TS_MIN_NS, TS_MAX_NS - 1))
-            and _all_true(_between(t["ts_recv_ns"], TS_MIN_NS, TS_MAX_NS - 1))
-            and _all_true(pc.is_in(t["source"], value_set=_SOURCES))
-            and _all_true(pc.match_substring_regex(t["symbol"], _IDENT_RE))
-            and _all_true(pc.and_kleene(pc.is_finite(t["price"]),
-                                        pc.greater(t["price"], 0.0)))
-            and _all_true(_between(t["size"], 1, INT32_MAX))
-            and _all_true(_between(t["aggressor"], -1, 1))):
+    return bool(row_mask(t, DATASET, rules).all())
+
+
+def _only_known_keys(joined: bytes, n: int) -> bool:
+    """True when every key of the ``n`` flat payloads in ``joined`` is a literal field name
+    of the read schema (so pyarrow sees every key, and rejects any it sees twice)."""
+    if (joined.count(b"{") != n or b'\\"' in joined or b" :" in joined or b"\t:" in joined
+            or b"\r:" in joined):
         return False
-    exchange = t["exchange"]
-    if exchange.null_count != len(exchange):
-        length = pc.utf8_length(exchange)
-        if not _all_true(pc.or_kleene(pc.is_null(exchange), _between(length, 1, 64))):
-            return False
-    seq = t["seq"]
-    if seq.null_count != len(seq):
-        if not _all_true(pc.or_kleene(pc.is_null(seq), _between(seq, -INT64_MAX, INT64_MAX))):
-            return False
-    items = pc.list_flatten(t["conditions"])
-    if len(items) and (items.null_count or not _all_true(_between(items, -32768, 32767))):
-        return False
-    return True
+    return joined.count(b'":') == sum(joined.count(k) for k in _KEYS)
 
 
 def _to_schema(t: pa.Table) -> pa.Table:
@@ -134,7 +117,7 @@ def _to_schema(t: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=FUTURES_TRADES)
 
 
-def parse_trade_batch(msgs) -> Optional[list]:
+def parse_trade_batch(msgs, rules: BronzeRules = DEFAULT_RULES) -> Optional[list]:
     """NatsMessage tuples of ``market.futures.trades`` -> ``ColumnarShardPiece`` per shard
     key (rows of a key in message order), or ``None`` when any message might not be
     accepted by the per-message parser exactly as here (the caller then routes the whole
@@ -151,7 +134,8 @@ def parse_trade_batch(msgs) -> Optional[list]:
         return None
     # One JSON object per line: exactly n-1 newlines, each between "}" and "{".
     if (joined[:1] != b"{" or joined[-1:] != b"}" or joined.count(b"\n") != n - 1
-            or joined.count(b"}\n{") != n - 1 or b"NaN" in joined or b"Infinity" in joined):
+            or joined.count(b"}\n{") != n - 1 or b"NaN" in joined or b"Infinity" in joined
+            or not _only_known_keys(joined, n)):
         return None
     if not joined.isascii():
         try:
@@ -163,7 +147,7 @@ def parse_trade_batch(msgs) -> Optional[list]:
                              read_options=pj.ReadOptions(use_threads=False,
                                                          block_size=len(joined) + 1),
                              parse_options=_PARSE_OPTIONS)
-        if table.num_rows != n or not _valid(table):
+        if table.num_rows != n or not _valid(table, rules):
             return None
         table = _to_schema(table)
     except Exception:  # pylint: disable=broad-except

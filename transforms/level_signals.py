@@ -23,6 +23,7 @@ Rules (the Bronze ones where they apply):
   (``delta_liq`` may be negative, the others >= 0); every other number finite;
   ``tape.sweep.detected`` a boolean; ``barrier``, ``tape``, ``tape.sweep``, ``fuel``,
   ``runway`` objects.
+- no key written twice in any object (``duplicate key 'ts' in payload``).
 - nullable (null or absent): ``tape.sweep.direction``, ``fuel.call_wall``, ``put_wall``,
   ``hvl``, ``runway.next_obstacle`` (null, or ``{id, price}``), ``runway.distance``,
   ``note`` (any string, kept as sent, ``""`` included).
@@ -31,9 +32,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from transforms.json_fields import (InvalidEvent, decode_json_object, field_value,
-                                    ident_field, int_field, is_plain_identifier,
-                                    number_field)
+from transforms.json_fields import (InvalidEvent, check_unique_keys, decode_json_object,
+                                    field_value, ident_field, int_field, is_plain_identifier,
+                                    key_count, number_field)
 from transforms.market_parse import INT64_MAX, TS_MAX_NS, TS_MIN_NS, utc_date_hour
 from transforms.schemas import GOLD_DATASETS, LEVEL_SIGNALS
 
@@ -151,6 +152,7 @@ def parse_level_signals(payload: bytes, default_underlying: str) -> ParsedSnapsh
     ts_ns = ts_ms * _NS_PER_MS
     head = (ts_ns, underlying) + quote
     rows = [head + _within(f"levels[{i}]", _level, lvl) for i, lvl in enumerate(levels)]
+    check_unique_keys(payload, key_count(obj))       # as Bronze: no key written twice
     date, hour = utc_date_hour(ts_ns)
     return ParsedSnapshot(underlying, date, hour, rows)
 

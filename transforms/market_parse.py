@@ -1,9 +1,13 @@
 """Bus JSON -> typed Bronze rows, with a precise reason for anything invalid.
 
-Pure functions, no Beam: ``parse_market_event(subject, payload)`` returns a
+Pure functions, no Beam: ``parse_market_event(subject, payload, rules)`` returns a
 ``ParsedEvent`` (dataset folder, partition value, UTC date/hour partition, row tuple in
 the dataset's schema order) or raises ``InvalidEvent`` whose message is the reason that
-goes to the dead-letter store.  The field checks themselves are ``transforms.json_fields``.
+goes to the dead-letter store.  The field checks themselves are ``transforms.json_fields``;
+the limits they apply (timestamps, sizes, identifiers, price bounds per dataset) are those
+of ``transforms.bronze_rules``.  Strict: a key written twice anywhere in the payload, an
+integer beyond 64 bits and a price above its dataset's bound are each dead letters with
+their own reason.
 """
 from __future__ import annotations
 
@@ -12,18 +16,15 @@ import functools
 import re
 from typing import Any, NamedTuple
 
-from transforms.json_fields import InvalidEvent, decode_json_object
+from transforms.bronze_rules import (DEFAULT_RULES, INT16_MAX, INT16_MIN, INT32_MAX,
+                                     INT64_MAX, SOURCES, TS_MAX_NS, TS_MIN_NS, BronzeRules)
+from transforms.json_fields import (FloatForInteger, InvalidEvent, check_unique_keys,
+                                    decode_exact, decode_json_object)
 from transforms.json_fields import ident_field as _ident
 from transforms.json_fields import int_field as _int
 from transforms.json_fields import number_field as _num
 from transforms.json_fields import string_field as _str
 from transforms.schemas import BRONZE_DATASETS, MBP_LEVELS
-
-TS_MIN_NS = 946_684_800 * 10**9          # 2000-01-01T00:00:00Z
-TS_MAX_NS = 4_102_444_800 * 10**9        # 2100-01-01T00:00:00Z
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
-SOURCES = frozenset({"replay", "sim", "direct_feed"})
 _CONTRACT = re.compile(r"([A-Z]{1,5}?)[FGHJKMNQUVXZ]\d{1,2}")
 _EPOCH = dt.date(1970, 1, 1)
 _NS_PER_HOUR = 3_600 * 10**9
@@ -79,16 +80,17 @@ def _conditions(obj: dict) -> Any:
     v = obj.get("conditions")
     if v is None:
         return None
-    if type(v) is not list or any(type(c) is not int or not -32768 <= c <= 32767 for c in v):
+    if type(v) is not list or any(type(c) is not int or not INT16_MIN <= c <= INT16_MAX
+                                  for c in v):
         raise InvalidEvent("field 'conditions' must be a list of 16-bit integers")
     return v
 
 
-def _futures_trade(obj: dict) -> tuple[str, int, tuple]:
+def _futures_trade(obj: dict, rules: BronzeRules) -> tuple[str, int, tuple]:
     ts_event, ts_recv, source = _common(obj)
     symbol = _ident(obj, "symbol")
     row = (ts_event, ts_recv, source, symbol,
-           _num(obj, "price", 0.0, strict=True),
+           _num(obj, "price", 0.0, strict=True, hi=rules.max_price["futures/trades"]),
            _int(obj, "size", 1, INT32_MAX),
            _aggressor(obj),
            _str(obj, "exchange", optional=True),
@@ -97,8 +99,9 @@ def _futures_trade(obj: dict) -> tuple[str, int, tuple]:
     return symbol_root(symbol), ts_event, row
 
 
-def _mbp10(obj: dict) -> tuple[str, int, tuple]:
+def _mbp10(obj: dict, rules: BronzeRules) -> tuple[str, int, tuple]:
     ts_event, ts_recv, source = _common(obj)
+    hi = rules.max_price["futures/mbp10"]
     symbol = _ident(obj, "symbol")
     levels = obj.get("levels")
     if type(levels) is not list:
@@ -111,10 +114,10 @@ def _mbp10(obj: dict) -> tuple[str, int, tuple]:
         if type(lvl) is not dict:
             raise InvalidEvent(f"levels[{i}] must be an object")
         try:
-            bids += (_num(lvl, "bid_px", 0.0), _int(lvl, "bid_sz", 0, INT32_MAX))
-            asks += (_num(lvl, "ask_px", 0.0), _int(lvl, "ask_sz", 0, INT32_MAX))
+            bids += (_num(lvl, "bid_px", 0.0, hi=hi), _int(lvl, "bid_sz", 0, INT32_MAX))
+            asks += (_num(lvl, "ask_px", 0.0, hi=hi), _int(lvl, "ask_sz", 0, INT32_MAX))
         except InvalidEvent as exc:
-            raise InvalidEvent(f"levels[{i}]: {exc}") from None
+            raise type(exc)(f"levels[{i}]: {exc}") from None   # FloatForInteger stays one
     missing = (0.0, 0) * (MBP_LEVELS - len(levels))
     snap = obj.get("is_snapshot")
     if type(snap) is not bool:
@@ -134,8 +137,9 @@ def _exp_date_days(obj: dict) -> int:
         raise InvalidEvent(f"field 'exp_date'={v!r} is not an ISO date") from None
 
 
-def _option_trade(obj: dict) -> tuple[str, int, tuple]:
+def _option_trade(obj: dict, rules: BronzeRules) -> tuple[str, int, tuple]:
     ts_event, ts_recv, source = _common(obj)
+    hi = rules.max_price["options/trades"]
     underlying = _ident(obj, "underlying")
     right = obj.get("right")
     if right not in ("C", "P"):
@@ -143,18 +147,19 @@ def _option_trade(obj: dict) -> tuple[str, int, tuple]:
     row = (ts_event, ts_recv, source, underlying,
            _str(obj, "option_symbol"),
            _exp_date_days(obj),
-           _num(obj, "strike", 0.0, strict=True),
+           _num(obj, "strike", 0.0, strict=True, hi=hi),
            right,
-           _num(obj, "price", 0.0),
+           _num(obj, "price", 0.0, hi=hi),
            _int(obj, "size", 1, INT32_MAX),
-           _num(obj, "opt_bid", 0.0, optional=True),
-           _num(obj, "opt_ask", 0.0, optional=True),
+           _num(obj, "opt_bid", 0.0, optional=True, hi=hi),
+           _num(obj, "opt_ask", 0.0, optional=True, hi=hi),
            _aggressor(obj),
            _conditions(obj),
            _int(obj, "seq", -INT64_MAX, INT64_MAX, optional=True))
     return underlying, ts_event, row
 
 
+_BOOK = "market.futures.mbp10"
 _PARSERS = {
     "market.futures.trades": _futures_trade,
     "market.futures.mbp10": _mbp10,
@@ -163,11 +168,29 @@ _PARSERS = {
 assert set(_PARSERS) == set(BRONZE_DATASETS)
 
 
-def parse_market_event(subject: str, payload: bytes) -> ParsedEvent:
-    """Validates one bus message and returns its Bronze row and partition."""
+def parse_market_event(subject: str, payload: bytes,
+                       rules: BronzeRules = DEFAULT_RULES) -> ParsedEvent:
+    """Validates one bus message against ``rules`` and returns its Bronze row and
+    partition, or raises ``InvalidEvent`` with the reason."""
     parser = _PARSERS.get(subject)
     if parser is None:
         raise InvalidEvent(f"unknown subject {subject!r}")
-    partition, ts_event, row = parser(decode_json_object(payload))
+    obj = decode_json_object(payload)
+    try:
+        partition, ts_event, row = parser(obj, rules)
+    except FloatForInteger:
+        check_unique_keys(payload)
+        # Maybe an integer literal beyond 64 bits (orjson reads it as a float): check the
+        # exact integers, which raises the precise reason; a real float raises the same.
+        parser(decode_exact(payload), rules)
+        raise
+    except InvalidEvent:
+        check_unique_keys(payload)           # a key written twice is the reason, if any
+        raise
+    # The keys the parser saw (a book's levels are a list of objects by now); the fast
+    # check of check_unique_keys inlined: it runs for every event.
+    n = len(obj) + sum(map(len, obj["levels"])) if subject == _BOOK else len(obj)
+    if type(payload) is not bytes or payload.count(b":") != n:
+        check_unique_keys(payload, n)
     date, hour = utc_date_hour(ts_event)
     return ParsedEvent(BRONZE_DATASETS[subject].path, partition, date, hour, row)

@@ -7,9 +7,11 @@ Pure Python on top of ``databento-dbn`` (no Beam, no NATS).  The pieces:
   files' own metadata symbol mappings and ``SymbolMappingMsg`` records.
 * ``iter_events(paths, ...)`` -> ``(subject, event)`` pairs whose ``event`` is the bus JSON
   object of ``../shared/reference/original-system.md`` section 1.  Every event it yields passes
-  ``transforms.market_parse.parse_market_event(subject, orjson.dumps(event))``; anything that
-  could not (undefined price, unknown instrument, spread, zero size, ...) is skipped and
-  counted in a ``DecodeStats``, never guessed or emitted as garbage.
+  ``transforms.market_parse.parse_market_event(subject, orjson.dumps(event))`` unless a
+  price is above its dataset's configured bound (``bronze.max_price``: the parser then
+  dead-letters it with that reason); anything that could not (undefined price, unknown
+  instrument, spread, zero size, ...) is skipped and counted in a ``DecodeStats``, never
+  guessed or emitted as garbage.
 * ``merge_events(iterables)`` -> one stream ordered by ``(ts_event_ns, rank)``, rank
   futures trades 0 < option trades 1 < book 2 (stable: ties keep input order).
 * ``event_id(subject, event)`` -> deterministic ``Nats-Msg-Id``.
@@ -54,12 +56,14 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import databento_dbn as dbn
 import orjson
 
+from transforms.bronze_rules import IDENT as _IDENT
+from transforms.bronze_rules import INT32_MAX, SOURCES, TS_MAX_NS, TS_MIN_NS
 from transforms.market_parse import symbol_root
 
 __all__ = [
     "Instrument", "DecodeStats", "load_instruments", "iter_events", "merge_events",
     "event_id", "write_dbn", "read_metadata", "iter_records", "instrument_from_definition",
-    "instrument_from_symbol", "SUBJECT_RANK",
+    "instrument_from_symbol", "SUBJECT_RANK", "FileInstruments", "events_of_records",
 ]
 
 SUBJECT_FUTURES_TRADES = "market.futures.trades"
@@ -70,14 +74,9 @@ SUBJECT_RANK = {SUBJECT_FUTURES_TRADES: 0, SUBJECT_OPTIONS_TRADES: 1, SUBJECT_FU
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TIMESTAMP = dbn.UNDEF_TIMESTAMP
 PRICE_SCALE = float(dbn.FIXED_PRICE_SCALE)          # 1e9
-TS_MIN_NS = 946_684_800 * 10**9                      # 2000-01-01, as the bus validator
-TS_MAX_NS = 4_102_444_800 * 10**9                    # 2100-01-01 (exclusive)
-INT32_MAX = 2**31 - 1
-SOURCES = frozenset({"replay", "sim", "direct_feed"})
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _AGGRESSOR = {"B": 1, "A": -1, "N": 0}
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,31}")
 _FUTURE_SYM = re.compile(r"([A-Z][A-Z0-9]{0,4}?)[FGHJKMNQUVXZ]\d{1,2}")
 _OSI_SYM = re.compile(r"([A-Z0-9.]{1,6})\s*(\d{2})(\d{2})(\d{2})([CP])(\d{8})")
 _CME_OPT_SYM = re.compile(r"([A-Z0-9]{1,6}?[FGHJKMNQUVXZ]\d{1,2}) ([CP])(\d+)")
@@ -349,10 +348,11 @@ class DecodeStats:
                 "files": self.files, "records": self.records}
 
 
-class _FileInstruments:
-    """Instrument lookup for one file: given instruments that come from a definition record,
-    then definitions / symbol mappings met in the file, then the header's dated mappings
-    (an id reused for another contract on another day resolves by the record's UTC date),
+class FileInstruments:
+    """Instrument lookup for one file: ``get(instrument_id, ts_ns)`` -> ``Instrument`` or
+    None.  Order: given instruments that come from a definition record, then definitions /
+    symbol mappings met in the file (``local``), then the header's dated mappings (an id
+    reused for another contract on another day resolves by the UTC date of ``ts_ns``),
     then given instruments that only come from a mapping."""
 
     def __init__(self, base: Mapping[int, Instrument], meta: Any):
@@ -404,7 +404,8 @@ def iter_events(paths: Union[PathLike, Iterable[PathLike]],
     a given mapping-only instrument.  Definition files yield no events.  ``tbbo_trades``:
     also turn ``tbbo`` records into trades (off by default: they repeat the trades schema).  Out: per file, events in file order (Databento files are ordered by ``ts_recv``;
     use ``merge_events`` for one ``ts_event`` ordered stream).  Guarantees: every event
-    passes ``transforms.market_parse.parse_market_event``; symbols are raw contract symbols;
+    passes ``transforms.market_parse.parse_market_event`` (price bounds aside, see the
+    module docstring); symbols are raw contract symbols;
     nothing is guessed: unknown ids, undefined prices, spreads (unless ``include_spreads``),
     zero sizes, out-of-range timestamps and unsupported records are skipped and counted in
     ``stats`` (pass a ``DecodeStats``).  With ``include_spreads`` spread records are decoded
@@ -429,7 +430,7 @@ def _iter_file(path: str, instruments: Mapping[int, Instrument], include_spreads
     if not isinstance(meta, dbn.Metadata):
         raise ValueError(f"{path}: no DBN metadata header")
     schema = _schema(meta)
-    lookup = _FileInstruments(instruments, meta)
+    lookup = FileInstruments(instruments, meta)
     skipped = stats.skipped
     TradeMsg, MBP1Msg, MBP10Msg = dbn.TradeMsg, dbn.MBP1Msg, dbn.MBP10Msg
     for rec in records:
@@ -460,92 +461,114 @@ def _iter_file(path: str, instruments: Mapping[int, Instrument], include_spreads
             skipped[f"unsupported:{type(rec).__name__}"] += 1
             continue
 
-        ts_event, ts_recv = rec.ts_event, rec.ts_recv
-        inst = lookup.get(rec.instrument_id, ts_recv if ts_recv != UNDEF_TIMESTAMP else ts_event)
-        if inst is None:
-            stats.unknown_instruments.add(rec.instrument_id)
-            stats.unknown_records += 1
-            continue
-        kind = inst.kind
-        if kind == "spread":
-            if not include_spreads:
-                stats.spreads_filtered += 1
-                continue
-            kind = "future"
-        if not (TS_MIN_NS <= ts_event < TS_MAX_NS and TS_MIN_NS <= ts_recv < TS_MAX_NS):
-            skipped["timestamp_out_of_range"] += 1
-            continue
+        out = _event_of(rec, is_book, lookup, include_spreads, source, stats)
+        if out is not None:
+            yield out
 
-        if is_book:
-            if kind != "future":
-                skipped[f"book_of_{kind}"] += 1
-                continue
-            if not _IDENT.fullmatch(inst.raw_symbol):
-                skipped["symbol_not_identifier"] += 1
-                continue
-            event = _book_event(rec, inst, ts_event, ts_recv, source, stats)
-            if event is None:
-                continue
-            stats.events[SUBJECT_FUTURES_MBP10] += 1
-            yield SUBJECT_FUTURES_MBP10, event
-            continue
 
-        # trade (TradeMsg, or tbbo MBP1Msg with action T)
-        price = rec.price
-        if price == UNDEF_PRICE:
-            stats.undefined_prices += 1
-            continue
-        size = rec.size
-        if not 1 <= size <= INT32_MAX:
-            skipped["bad_size"] += 1
-            continue
-        aggressor = _AGGRESSOR.get(_char(rec.side), 0)
-        if kind == "future":
-            if price <= 0:
-                skipped["nonpositive_price"] += 1
-                continue
-            if not _IDENT.fullmatch(inst.raw_symbol):
-                skipped["symbol_not_identifier"] += 1
-                continue
-            event = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "source": source,
-                     "symbol": inst.raw_symbol, "price": _px(price), "size": size,
-                     "aggressor": aggressor}
-            if inst.exchange:
-                event["exchange"] = inst.exchange
-            event["seq"] = rec.sequence
-            stats.events[SUBJECT_FUTURES_TRADES] += 1
-            yield SUBJECT_FUTURES_TRADES, event
-        elif kind == "option":
-            if (inst.expiry is None or inst.strike is None or not inst.strike > 0
-                    or inst.right not in ("C", "P") or not inst.underlying):
-                skipped["incomplete_option"] += 1
-                continue
-            if not _IDENT.fullmatch(inst.underlying):
-                skipped["underlying_not_identifier"] += 1
-                continue
-            if price < 0:
-                skipped["negative_price"] += 1
-                continue
-            opt_sym = inst.raw_symbol
-            if not 0 < len(opt_sym) <= 64:
-                skipped["option_symbol_length"] += 1
-                continue
-            event = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "source": source,
-                     "underlying": inst.underlying, "option_symbol": opt_sym,
-                     "exp_date": inst.expiry.isoformat(), "strike": inst.strike,
-                     "right": inst.right, "price": _px(price), "size": size}
-            if isinstance(rec, MBP1Msg):
-                top = rec.levels[0]
-                if (top.bid_px != UNDEF_PRICE and top.ask_px != UNDEF_PRICE
-                        and top.bid_px >= 0 and top.ask_px >= 0):
-                    event["opt_bid"] = _px(top.bid_px)
-                    event["opt_ask"] = _px(top.ask_px)
-            event["aggressor"] = aggressor
-            event["seq"] = rec.sequence
-            stats.events[SUBJECT_OPTIONS_TRADES] += 1
-            yield SUBJECT_OPTIONS_TRADES, event
-        else:
-            skipped[f"trade_of_{kind}"] += 1
+def events_of_records(records: Iterable[Any], lookup: "FileInstruments", include_spreads: bool,
+                      source: str, stats: DecodeStats) -> Iterator[tuple[str, dict]]:
+    """``TradeMsg`` / ``MBP10Msg`` records of one file -> their ``(subject, event)`` events,
+    exactly as ``iter_events`` makes them (same checks, same counts in ``stats``, except
+    ``records``, which the caller counts).  For the records the columnar decoder hands
+    back (``io_connectors.dbn.columnar``)."""
+    for rec in records:
+        out = _event_of(rec, isinstance(rec, dbn.MBP10Msg), lookup, include_spreads, source,
+                        stats)
+        if out is not None:
+            yield out
+
+
+def _event_of(rec: Any, is_book: bool, lookup: "FileInstruments", include_spreads: bool,
+              source: str, stats: DecodeStats) -> Optional[tuple[str, dict]]:
+    """One trade (``TradeMsg``, tbbo ``MBP1Msg``) or book (``MBP10Msg``) record -> its
+    event, or None (skipped, counted in ``stats``)."""
+    skipped = stats.skipped
+    ts_event, ts_recv = rec.ts_event, rec.ts_recv
+    inst = lookup.get(rec.instrument_id, ts_recv if ts_recv != UNDEF_TIMESTAMP else ts_event)
+    if inst is None:
+        stats.unknown_instruments.add(rec.instrument_id)
+        stats.unknown_records += 1
+        return None
+    kind = inst.kind
+    if kind == "spread":
+        if not include_spreads:
+            stats.spreads_filtered += 1
+            return None
+        kind = "future"
+    if not (TS_MIN_NS <= ts_event < TS_MAX_NS and TS_MIN_NS <= ts_recv < TS_MAX_NS):
+        skipped["timestamp_out_of_range"] += 1
+        return None
+
+    if is_book:
+        if kind != "future":
+            skipped[f"book_of_{kind}"] += 1
+            return None
+        if not _IDENT.fullmatch(inst.raw_symbol):
+            skipped["symbol_not_identifier"] += 1
+            return None
+        event = _book_event(rec, inst, ts_event, ts_recv, source, stats)
+        if event is None:
+            return None
+        stats.events[SUBJECT_FUTURES_MBP10] += 1
+        return SUBJECT_FUTURES_MBP10, event
+
+    # trade (TradeMsg, or tbbo MBP1Msg with action T)
+    price = rec.price
+    if price == UNDEF_PRICE:
+        stats.undefined_prices += 1
+        return None
+    size = rec.size
+    if not 1 <= size <= INT32_MAX:
+        skipped["bad_size"] += 1
+        return None
+    aggressor = _AGGRESSOR.get(_char(rec.side), 0)
+    if kind == "future":
+        if price <= 0:
+            skipped["nonpositive_price"] += 1
+            return None
+        if not _IDENT.fullmatch(inst.raw_symbol):
+            skipped["symbol_not_identifier"] += 1
+            return None
+        event = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "source": source,
+                 "symbol": inst.raw_symbol, "price": _px(price), "size": size,
+                 "aggressor": aggressor}
+        if inst.exchange:
+            event["exchange"] = inst.exchange
+        event["seq"] = rec.sequence
+        stats.events[SUBJECT_FUTURES_TRADES] += 1
+        return SUBJECT_FUTURES_TRADES, event
+    if kind == "option":
+        if (inst.expiry is None or inst.strike is None or not inst.strike > 0
+                or inst.right not in ("C", "P") or not inst.underlying):
+            skipped["incomplete_option"] += 1
+            return None
+        if not _IDENT.fullmatch(inst.underlying):
+            skipped["underlying_not_identifier"] += 1
+            return None
+        if price < 0:
+            skipped["negative_price"] += 1
+            return None
+        opt_sym = inst.raw_symbol
+        if not 0 < len(opt_sym) <= 64:
+            skipped["option_symbol_length"] += 1
+            return None
+        event = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "source": source,
+                 "underlying": inst.underlying, "option_symbol": opt_sym,
+                 "exp_date": inst.expiry.isoformat(), "strike": inst.strike,
+                 "right": inst.right, "price": _px(price), "size": size}
+        if isinstance(rec, dbn.MBP1Msg):
+            top = rec.levels[0]
+            if (top.bid_px != UNDEF_PRICE and top.ask_px != UNDEF_PRICE
+                    and top.bid_px >= 0 and top.ask_px >= 0):
+                event["opt_bid"] = _px(top.bid_px)
+                event["opt_ask"] = _px(top.ask_px)
+        event["aggressor"] = aggressor
+        event["seq"] = rec.sequence
+        stats.events[SUBJECT_OPTIONS_TRADES] += 1
+        return SUBJECT_OPTIONS_TRADES, event
+    skipped[f"trade_of_{kind}"] += 1
+    return None
 
 
 def _book_event(rec: Any, inst: Instrument, ts_event: int, ts_recv: int, source: str,

@@ -169,14 +169,16 @@ class LakeStorage:
 
 
 def parquet_bytes(table: pa.Table, compression: str = "zstd",
-                  compression_level: Optional[int] = 3) -> pa.Buffer:
+                  compression_level: Optional[int] = 3, use_dictionary=True) -> pa.Buffer:
     """``table`` as Parquet bytes in the lake's format: timestamps as microseconds UTC
-    (sub-microsecond digits dropped: the exact time is in the ``*_ns`` column)."""
+    (sub-microsecond digits dropped: the exact time is in the ``*_ns`` column).
+    ``use_dictionary``: as pyarrow's (True, False or the columns to dictionary-encode)."""
     if not isinstance(table, pa.Table):
         raise TypeError(f"expected a pyarrow Table, got {type(table).__name__}")
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression=compression, compression_level=compression_level,
-                   coerce_timestamps=TIMESTAMP_UNIT, allow_truncated_timestamps=True)
+                   coerce_timestamps=TIMESTAMP_UNIT, allow_truncated_timestamps=True,
+                   use_dictionary=use_dictionary)
     return sink.getvalue()
 
 

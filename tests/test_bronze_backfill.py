@@ -1,0 +1,200 @@
+"""``pipelines.bronze_backfill`` end to end: the columnar path writes exactly the files of
+the per-message path (names and rows), whatever the block size, runner or worker count;
+a re-run adds nothing; dead letters carry their reasons; the configured price bound
+applies; the driver notices lost work."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.dbn_mutations import write_mutated_session
+from tests.helpers import ROOT, kill_group
+
+pytestmark = pytest.mark.timeout(600)
+
+MULTI = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+         "--direct_num_workers=2"]
+
+
+def run_backfill(files, data_root, *flags, env=None, timeout=400):
+    """Runs the backfill CLI in its own process group (on a time-out the whole group, Prism
+    included, is killed); returns (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bronze_backfill", *flags,
+                             "--files", *files, f"--data_root={data_root}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc)
+    return proc.returncode, err
+
+
+def backfill(files, data_root, *flags, env=None):
+    code, err = run_backfill(files, data_root, *flags, env=env)
+    assert code == 0, err[-3000:]
+    return err
+
+
+def lake_files(data_root) -> dict:
+    """{relative path: table} of every Parquet file under bronze/."""
+    out = {}
+    base = os.path.join(data_root, "bronze")
+    for folder, _, names in os.walk(base):
+        for name in names:
+            if name.endswith(".parquet"):
+                path = os.path.join(folder, name)
+                out[os.path.relpath(path, data_root)] = pq.read_table(path)
+    return out
+
+
+def configs_with(tmp_path, old: str, new: str) -> str:
+    """A copy of configs/ with one line of lake.yaml changed; its folder (LAKE_CONFIG_DIR)."""
+    cfg = tmp_path / "configs"
+    shutil.copytree(os.path.join(ROOT, "configs"), cfg)
+    text = (cfg / "lake.yaml").read_text()
+    assert old in text
+    (cfg / "lake.yaml").write_text(text.replace(old, new))
+    return str(cfg)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dbn")
+    files = write_mutated_session(str(d), seed=21, n_trades=6000, n_books=2500)
+    ref = str(d / "lake-per-message")
+    log = backfill(files, ref, "--runner=FnApiRunner", "--per_message")
+    assert "decoded message by message" in log
+    return files, ref, lake_files(ref)
+
+
+def test_columnar_backfill_writes_exactly_the_per_message_files(session, tmp_path):
+    files, _, want = session
+    root = str(tmp_path / "lake")
+    log = backfill(files, root, "--runner=DirectRunner")        # Prism, one worker
+    got = lake_files(root)
+    assert sorted(got) == sorted(want)
+    for rel, table in want.items():
+        assert got[rel].equals(table), rel
+    datasets = {rel.split("/")[1] for rel in got}
+    assert datasets == {"futures", "options", "_dead_letter"}
+    # what the per-message path decoded message by message here: only the definitions
+    assert "decoded message by message: " + files[0] in log
+    # a re-run adds no file, and says so
+    again = backfill(files, root, "--runner=DirectRunner")
+    assert sorted(lake_files(root)) == sorted(want)
+    assert " 0 files written" in again and "already present" in again
+
+
+def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
+    files, _, want = session
+    root = str(tmp_path / "lake")
+    log = backfill(files, root, *MULTI, "--block_mb=0.02")      # ~40 blocks
+    assert "blocks decoded by 2 workers, shard keys written by 2" in log
+    got = lake_files(root)
+    assert sorted(got) == sorted(want)
+    assert all(got[rel].equals(t) for rel, t in want.items())
+
+
+def test_dead_letters_name_the_rule_and_keep_the_payload(session):
+    _, _, want = session
+    dead = [t for rel, t in want.items() if rel.startswith("bronze/_dead_letter/")]
+    rows = [r for t in dead for r in t.to_pylist()]
+    assert rows and all(r["payload"].startswith(b"{") for r in rows)
+    reasons = {r["reason"] for r in rows}
+    assert any("out of range (> 0.0, <= 1000000.0)" in r for r in reasons)
+    assert all(r["subject"].startswith("market.") for r in rows)
+
+
+def test_price_bound_comes_from_the_config(session, tmp_path):
+    files, _, want = session
+    cfg = configs_with(tmp_path, "futures/trades: 1.0e+6", "futures/trades: 6050.0")
+    root = str(tmp_path / "lake")
+    backfill(files, root, "--runner=FnApiRunner", env={"LAKE_CONFIG_DIR": cfg})
+    got = lake_files(root)
+    reasons = {r["reason"] for rel, t in got.items() if "_dead_letter" in rel
+               for r in t.to_pylist()}
+    assert any("<= 6050.0" in r for r in reasons)
+    prices = [p for rel, t in got.items() if rel.startswith("bronze/futures/trades")
+              for p in t["price"].to_pylist()]
+    assert prices and max(prices) <= 6050.0
+    assert len(got) != len(want)
+
+
+def test_a_bad_config_bound_stops_before_anything_runs(session, tmp_path):
+    files, _, _ = session
+    cfg = configs_with(tmp_path, "options/trades: 1.0e+6", "options/trades: -3")
+    code, err = run_backfill(files, str(tmp_path / "lake"), env={"LAKE_CONFIG_DIR": cfg})
+    assert code == 2
+    assert "bronze.max_price.options/trades must be a positive finite number" in err
+    assert not (tmp_path / "lake").exists()
+
+
+def test_the_report_names_lost_work(tmp_path):
+    """A unit whose record is missing (a runner that dropped it silently) or a key written
+    with fewer rows makes the run incomplete, named."""
+    from io_connectors.dbn.backfill import FILES, UNITS
+    from io_connectors.dbn.blocks import DbnFile
+    from io_connectors.dbn.run_report import BackfillReport
+    from io_connectors.lake.bounded_shards import key_record_name
+    from io_connectors.lake.staging import Staging
+    st = Staging(str(tmp_path), "run")
+    files = [DbnFile(0, "a.dbn", "trades", 3, False, True, 10),
+             DbnFile(1, "b.dbn", "trades", 3, False, True, 10)]
+    st.write_json(f"{FILES}/00000.json", {"file": 0, "units": ["00000-000000", "00000-000001"]})
+    key = "futures/trades|ES|2024-12-02|14"
+    st.write_json(f"{UNITS}/00000-000000.json", {
+        "unit": "00000-000000", "file": 0, "pid": 1, "rows": {key: 5}, "dead_letters": {},
+        "stats": {"records": 5, "skipped": {}, "undefined_prices": 0, "spreads_filtered": 0,
+                  "unknown_records": 0}})
+    st.write_json(key_record_name(key), {"key": key, "rows": 4, "written": 1, "present": 0,
+                                         "pid": 1})
+    report = BackfillReport.read(st, files)
+    assert not report.complete
+    assert report.missing == ["file not unpacked: b.dbn", "block not decoded: 00000-000001",
+                              f"shard key {key}: 4 rows written of 5"]
+    assert "MISSING: block not decoded: 00000-000001" in report.lines()
+
+
+def test_backfill_into_s3_equals_the_local_lake_and_leaves_no_staging(session, tmp_path):
+    """Staging (raw blocks, pieces, records) and shards on a real S3 server (SeaweedFS):
+    the same files as on local disk, and the run's staging prefix is gone afterwards."""
+    import pyarrow.fs as pafs
+    from io_connectors.embedded.s3_server import EmbeddedS3Server
+    files, _, want = session
+    with EmbeddedS3Server() as srv:
+        bucket = srv.create_bucket("backfill")
+        env = {k: v for k, v in os.environ.items() if k not in ("DATA_ROOT", "USE_S3")}
+        env.update(srv.env())
+        backfill(files, f"{bucket}/lake", "--runner=FnApiRunner", "--block_mb=0.05", env=env)
+        fs = srv.filesystem()
+        infos = fs.get_file_info(pafs.FileSelector("backfill/lake", recursive=True))
+        paths = sorted(i.path[len("backfill/lake/"):] for i in infos
+                       if i.type == pafs.FileType.File)
+        assert paths == sorted(want)
+        for rel in paths[:: max(1, len(paths) // 15)]:
+            with fs.open_input_file(f"backfill/lake/{rel}") as fh:
+                assert pq.read_table(fh).equals(want[rel]), rel
+        assert not [p for p in paths if "_staging" in p]
+
+
+def test_a_truncated_file_fails_the_run_with_its_name_and_no_staging_left(tmp_path):
+    import random
+    from io_connectors.dbn import decode as D
+    from tests.dbn_mutations import T0, trades_records
+    path = tmp_path / "cut.trades.dbn"
+    meta = D.make_metadata("GLBX.MDP3", "trades", T0)
+    path.write_bytes(bytes(meta.encode()) + trades_records(random.Random(2), 50).tobytes()[:-7])
+    root = tmp_path / "lake"
+    code, err = run_backfill([str(path)], str(root), "--runner=FnApiRunner")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: backfill failed") and "cut.trades.dbn: truncated DBN file" in last
+    staging = root / "_staging" / "backfill"
+    assert not staging.exists() or not list(staging.iterdir())
