@@ -44,8 +44,9 @@ from io_connectors.dbn.run_report import BackfillReport
 from io_connectors.lake.bounded_shards import WriteBoundedShards
 from io_connectors.lake.staging import Staging
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
-from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
-                                    reject_unknown_flags, tune_gc_for_streaming)
+from pipelines.runner_setup import (UsageError, configure_logging, dask_partitions, fail,
+                                    prepare_runner, reject_unknown_flags,
+                                    tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_backfill")
@@ -130,8 +131,9 @@ def main(argv=None) -> int:
         storage = LakeStorage(resolve_data_root(o.data_root))
         staging = Staging(o.staging_dir or f"{storage.data_root}/_staging/backfill",
                           uuid.uuid4().hex[:12])
-        prepare_runner(options, streaming=False)
+        prepare_runner(options, streaming=False, dask=True)
         files = plan_files(list(o.files), columnar=not o.per_message)
+        dask_partitions(options, len(files))
         instruments = load_instruments([f.path for f in files])
     except (UsageError, ConfigError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))

@@ -158,3 +158,18 @@ def test_a_promotion_that_lost_a_date_is_refused_naming_it(dask_address, direct,
     with pytest.raises(PromotionError, match=f"{DATES[0]}: missing"):
         curator.promote_to_training(version, "lossy")
     assert not os.path.exists(root / "gold" / "training" / "lossy.parquet")
+
+
+def test_backfill_on_dask_writes_what_the_direct_runner_writes_on_both_workers(
+        dask_address, tmp_path):
+    from tests.dbn_mutations import write_mutated_session
+    from tests.test_bronze_backfill import backfill, lake_files
+    files = write_mutated_session(str(tmp_path / "dbn"), seed=7, n_trades=6000, n_books=2500)
+    direct, on_dask = str(tmp_path / "direct"), str(tmp_path / "dask")
+    backfill(files, direct, "--runner=DirectRunner")
+    log = backfill(files, on_dask, *dask_args(dask_address), "--block_mb=0.02")
+    assert "blocks decoded by 2 workers, shard keys written by 2" in log
+    want, got = lake_files(direct), lake_files(on_dask)
+    assert sorted(got) == sorted(want) and want
+    for rel, table in want.items():
+        assert got[rel].equals(table), rel
