@@ -59,8 +59,8 @@ setup_prism() {
 # inside the argument, which boot would keep in the worker id, so a wrapper strips them,
 # runs the SDK in this venv (no per-worker virtualenv) and puts the venv's python first.
 setup_boot() {
-  local stamp="$TOOLS/boot.version"
-  if [ -x "$BOOT" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$BEAM_VERSION" ]; then return; fi
+  local stamp="$TOOLS/boot.version" want="$BEAM_VERSION-2"     # -N: wrapper revision
+  if [ -x "$BOOT" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
   log "building Beam's Python SDK boot program v$BEAM_VERSION with go install"
   mkdir -p "$TOOLS/bin"
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/apache/beam/sdks/v2/python/container@v$BEAM_VERSION"
@@ -77,11 +77,14 @@ done
 base="\${TMPDIR:-/tmp}/marketlake-boot"
 mkdir -p "\$base"
 find "\$base" -mindepth 1 -maxdepth 1 -mtime +7 -exec rm -rf {} + 2>/dev/null
+# (boot also writes pipeline_options.json into its working folder: that folder too)
+dir="\$(mktemp -d "\$base/w-XXXXXXXX")"
+cd "\$dir" || exit 1
 export PATH="$VENV/bin:\$PATH" RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
-exec "$TOOLS/bin/container" "\${args[@]}" --semi_persist_dir="\$(mktemp -d "\$base/w-XXXXXXXX")"
+exec "$TOOLS/bin/container" "\${args[@]}" --semi_persist_dir="\$dir"
 EOF_BOOT
   chmod +x "$BOOT"
-  echo "$BEAM_VERSION" > "$stamp"
+  echo "$want" > "$stamp"
 }
 
 setup() {

@@ -187,3 +187,31 @@ def test_limits_of_an_existing_pull_consumer_are_updated_in_place(nats_server):
     asyncio.run(go())
     info = _info(nats_server.url)
     assert (info.config.ack_wait, info.config.max_ack_pending) == (45, 777)
+
+
+_SEEN: list = []
+
+
+def _seen(payload: bytes) -> None:
+    _SEEN.append(int(payload))
+
+
+def test_a_second_read_in_the_same_process_takes_what_came_since(nats_server, prism_options):
+    """The split's feed is shared per process; a finished one is replaced by a fresh one
+    when the same source is read again (e.g. a job restarted by the launcher)."""
+    import apache_beam as beam
+    from io_connectors.nats.source import ReadFromNats
+    settings = NatsSettings(url=nats_server.url)
+
+    def read_to_end():
+        _SEEN.clear()
+        with beam.Pipeline(options=prism_options(streaming=True)) as p:
+            _ = (p | ReadFromNats(settings, SPEC, stop_at_end=True)
+                 | beam.Map(lambda m: ack(settings, [m[4]]) and m[1])
+                 | beam.Map(_seen))
+        return sorted(_SEEN)
+
+    _publish(nats_server.url, 5)
+    assert read_to_end() == [0, 1, 2, 3, 4]
+    _publish(nats_server.url, 3, start=5)
+    assert read_to_end() == [5, 6, 7]

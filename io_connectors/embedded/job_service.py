@@ -77,7 +77,7 @@ class LocalJobService:
         env = project_env()
         self.group.start("prism", [self.prism, f"--job_port={job_port}", "--serve_http=false",
                                    f"--log_level={self.prism_log_level}", "--log_kind=text"],
-                         port=job_port)
+                         cwd=str(self.group.state_dir), port=job_port)
         self.group.start("worker_pool", [sys.executable, "-m",
                                          "io_connectors.embedded.worker_pool",
                                          f"--port={pool_port}", "--host=127.0.0.1"],

@@ -206,6 +206,11 @@ class _SharedSubscription:
         if self.feed is not None:
             await self.feed.stop()
 
+    @property
+    def buffered(self) -> int:
+        """Messages received and not yet emitted."""
+        return len(self.feed.buf) if self.feed is not None else 0
+
     def stop_consuming(self) -> None:
         if self._control is not None or (self.feed is not None and self.feed.active):
             async_runtime.run(self._unsubscribe())
@@ -285,7 +290,7 @@ _SUBSCRIPTIONS_LOCK = threading.Lock()
 def _subscription(cfg: _SourceConfig) -> _SharedSubscription:
     with _SUBSCRIPTIONS_LOCK:
         sub = _SUBSCRIPTIONS.get(cfg)
-        if sub is None or (sub.finished and not sub.buf):
+        if sub is None or (sub.finished and not sub.buffered):
             sub = _SUBSCRIPTIONS[cfg] = _SharedSubscription(cfg)
         return sub
 
