@@ -173,6 +173,10 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
                             extra_args=["--underlying=MES"])
         await writer.start()
         nc = await nats.connect(nats_server.url)
+        for _ in range(300):                  # its first pull requests reach the consumer
+            if consumer_active(await nc.jetstream().consumer_info(STREAM, DURABLE)):
+                break
+            await asyncio.sleep(0.1)
         assert consumer_active(await nc.jetstream().consumer_info(STREAM, DURABLE))
         await nc.close()
         for ev in events:

@@ -127,12 +127,9 @@ class PullFeed:
         """Messages asked for that may still arrive."""
         return max(0, self.requested - self.closed - self.received)
 
-    def top_up(self, now: Optional[float] = None) -> int:
-        """Asks for more messages if a whole batch fits in the window (or the rest of
-        ``limit`` does); returns how many were asked for."""
-        if self._sub is None:
-            return 0
-        now = time.monotonic() if now is None else now
+    def _plan(self, now: float) -> list[tuple[str, bytes, int]]:
+        """The requests (reply subject, body, messages) that fill the window now, counted
+        as made."""
         with self._lock:
             if self.live:
                 stale = now - max(2.0, self.expires_s)
@@ -149,22 +146,40 @@ class PullFeed:
             room = window_room
             if self.limit is not None:
                 room = min(room, self.limit - self.received - self.outstanding())
-            asked = 0
+            out = []
             expires_ns = int(self.expires_s * 1e9)
             while room > 0 and window_room >= self.batch:
                 n = min(self.batch, room)
                 self._next_id += 1
                 reply = f"{self.inbox}.{self._next_id}"
                 self.live[reply] = now + self.expires_s
-                asyncio.run_coroutine_threadsafe(
-                    self.nc.publish(self.api_subject,
-                                    orjson.dumps({"batch": n, "expires": expires_ns}),
-                                    reply=reply), self.loop)
+                out.append((reply, orjson.dumps({"batch": n, "expires": expires_ns}), n))
                 self.requested += n
-                asked += n
                 room -= n
                 window_room -= n
-            return asked
+            return out
+
+    def top_up(self, now: Optional[float] = None) -> int:
+        """From the reader's thread: asks for more messages if a whole batch fits in the
+        window (or the rest of ``limit`` does), without waiting for the sends; returns how
+        many messages were asked for."""
+        if self._sub is None:
+            return 0
+        requests = self._plan(time.monotonic() if now is None else now)
+        for reply, body, _ in requests:
+            asyncio.run_coroutine_threadsafe(
+                self.nc.publish(self.api_subject, body, reply=reply), self.loop)
+        return sum(n for _, _, n in requests)
+
+    async def top_up_now(self) -> int:
+        """``top_up`` on the loop: the requests are queued on the connection before
+        whatever the caller sends next."""
+        if self._sub is None:
+            return 0
+        requests = self._plan(time.monotonic())
+        for reply, body, _ in requests:
+            await self.nc.publish(self.api_subject, body, reply=reply)
+        return sum(n for _, _, n in requests)
 
     def take(self, max_items: int) -> list:
         """Up to ``max_items`` buffered ``(subject, payload, reply)`` tuples."""

@@ -192,6 +192,7 @@ class _SharedSubscription:
         if cfg.control_subject:
             self._control = await self.nc.subscribe(cfg.control_subject, cb=on_control)
         if cfg.ready_subject:                     # this instance reads now (StreamWriter)
+            await self.feed.top_up_now()          # its first requests go out before that
             await self.nc.publish(cfg.ready_subject, str(cfg.reader_index).encode())
         await self.nc.flush()
         return False
