@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.settings import NatsSettings
-from io_connectors.nats.streams import ConsumerSpec, consumer_spec
+from io_connectors.nats.streams import ConsumerSpec, consumer_spec, control_subjects
 from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
                                     reject_unknown_flags,
                                     tune_gc_for_streaming)
@@ -55,12 +55,6 @@ class StreamOptions(PipelineOptions):
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
         parser.add_argument("--log_level", default="INFO")
-
-
-def control_subjects(run_id: str) -> dict[str, str]:
-    """The NATS subjects of one pipeline instance: ``drain`` (a message asks its readers to
-    drain) and ``ready`` (each reader announces that it consumes)."""
-    return {kind: f"_lake.control.{run_id}.{kind}" for kind in ("drain", "ready")}
 
 
 def _flush_rule(role: str, o: StreamOptions) -> tuple[int, float]:

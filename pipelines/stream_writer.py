@@ -34,7 +34,7 @@ import nats
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings, connect
-from pipelines.stream_config import control_subjects
+from io_connectors.nats.streams import control_subjects
 
 _PR_SET_PDEATHSIG = 1
 

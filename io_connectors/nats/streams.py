@@ -44,6 +44,12 @@ class ConsumerSpec:
     max_waiting: int = 512         # pull requests the server keeps waiting at once
 
 
+def control_subjects(run_id: str) -> dict[str, str]:
+    """The NATS subjects of one pipeline instance: ``drain`` (a message asks its readers to
+    drain) and ``ready`` (each reader announces that it consumes)."""
+    return {kind: f"_lake.control.{run_id}.{kind}" for kind in ("drain", "ready")}
+
+
 def consumer_active(info) -> bool:
     """True while some reader is attached to the consumer: a waiting pull request (or a
     bound subscription of a push consumer)."""
