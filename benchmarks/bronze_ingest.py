@@ -4,6 +4,7 @@ same invocation on the same machine.
 
     python -m benchmarks.bronze_ingest [--trades 200000] [--rate 2000] [--duration 30]
                                        [--skip-latency] [--max-ack-pending N] [--keep-temp]
+                                       [--instances 2 [3 ...]]
     ./run.sh bench bronze_ingest ...
 
 What it measures
@@ -24,6 +25,10 @@ What it measures
     reported: start-up (process start -> first shard readable), the drain time excluding
     start-up (first shard -> last shard), the process wall time and its CPU time (user +
     sys of the process tree: the fairer comparison when other work loads the machine).
+    - beam x2: two ``bronze_stream`` processes started together on the same durable
+      consumer and lake (horizontal scale-out), same backlog, same measurement; the
+      messages each instance took are read from its log.  ``--instances`` picks
+      the counts (none: skipped).
 (b) Steady latency.  With the system running (streaming mode) and warmed up (1000
     warm-up events of another partition must be readable first), events are published
     at a fixed rate (default 2000/s for 30 s), each event's publish time recorded by its
@@ -34,7 +39,9 @@ What it measures
     process group is killed.
 
 Targets on the 2-core reference machine are printed next to the figures (PASS/MISS):
-Beam drain >= 50,000 rows/s, Beam drain >= 0.5x baseline, Beam steady p99 <= 7 s.
+Beam drain >= 50,000 rows/s, Beam drain >= 0.5x baseline, Beam steady p99 <= 7 s; two
+instances drain >= 1.6x one and >= 3x the baseline (the original system's writer), each
+shown after start-up (first shard -> all readable) and end to end.
 Everything runs on 127.0.0.1 in a temporary folder that is removed at the end.  The whole
 run takes about 1.5-2 minutes.  Other load on the machine skews every figure: the load
 average at the start is printed with the summary.
@@ -60,12 +67,13 @@ from typing import Optional
 
 import nats
 import orjson
+from nats.js import api
 import pyarrow.parquet as pq
 
 from io_connectors.lake.storage import LakeStorage, parquet_options, shard_name
 from io_connectors.nats.ack import parse_ack_token
 from io_connectors.embedded.nats_server import EmbeddedNatsServer
-from io_connectors.nats.streams import consumer_spec, ensure_consumer, ensure_streams
+from io_connectors.nats.streams import consumer_spec, ensure_streams
 from transforms.arrow_rows import rows_to_table
 from transforms.market_parse import InvalidEvent, parse_market_event, utc_date_hour
 from transforms.partitioning import bronze_key, dead_letter_key, shard_layout
@@ -81,6 +89,8 @@ BASELINE_DURABLE = "bench_baseline_writer"
 TARGET_DRAIN_ROWS_S = 50_000
 TARGET_DRAIN_RATIO = 0.5
 TARGET_P99_S = 7.0
+TARGET_SCALEOUT_RATIO = 1.6            # two instances vs one, same backlog
+TARGET_SCALEOUT_VS_BASELINE = 3.0      # two instances vs the original writer (the baseline)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -339,6 +349,9 @@ class DrainResult:
     distinct_seq: int = 0
     log: dict = field(default_factory=dict)
     note: str = ""
+    per_instance_rows: list = field(default_factory=list)
+    load: float = math.nan               # 1-minute load average when the run started
+    cpu: dict = field(default_factory=dict)   # CPU seconds by program during the run
 
     @property
     def rows_per_s(self) -> float:
@@ -349,31 +362,103 @@ class DrainResult:
         return self.n / self.steady_s if self.ok and self.steady_s > 0 else math.nan
 
 
+class CpuMeter:
+    """CPU seconds (user + system) of process trees, by program name (``python``,
+    ``prism``, ``nats-server``), from ``/proc``: ``sample()`` records the latest figure of
+    every process below the roots, so processes that exit keep their last sample."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, roots: list[int]):
+        self.roots = list(roots)
+        self.seen: dict = {}                 # (pid, name) -> cpu seconds
+
+    def sample(self) -> None:
+        children: dict = {}
+        stats: dict = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            name, rest = raw.split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            stats[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / self._TICK)
+        todo = [pid for pid in self.roots if pid in stats]
+        while todo:
+            pid = todo.pop()
+            name, cpu = stats[pid]
+            self.seen[(pid, name)] = cpu
+            todo.extend(children.get(pid, []))
+
+    def by_name(self) -> dict:
+        out: dict = {}
+        for (_, name), cpu in self.seen.items():
+            out[name] = out.get(name, 0.0) + cpu
+        return out
+
+
+def _command_of(system: str):
+    """The command builder and instance count of a drain system ("beam", "beam x2", ...)."""
+    name, _, times = system.partition(" x")
+    return COMMANDS[name], int(times or 1)
+
+
+def _instance_share(log_path: str) -> Optional[int]:
+    """Messages one consumer process took: the sum of its readers' ``split i finished
+    after N messages`` lines (bronze_stream), else its ``rows_written=N`` (the baseline);
+    None if the log has neither."""
+    try:
+        text = open(log_path, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    splits = re.findall(r"split \d+ finished after (\d+) messages", text)
+    if splits:
+        return sum(int(n) for n in splits)
+    m = re.findall(r"rows_written=(\d+)", text)
+    return int(m[-1]) if m else None
+
+
 def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResult:
+    """Drains ``payloads`` (published first) with ``system``: "beam", "baseline", or
+    "beam x2" (two bronze_stream instances started together on the same consumer)."""
     n = len(payloads)
-    res = DrainResult(system, n)
-    base = os.path.join(work, f"drain-{system}")
+    res = DrainResult(system, n, load=os.getloadavg()[0])
+    command, instances = _command_of(system)
+    base = os.path.join(work, f"drain-{system.replace(' ', '')}")
     data_root = os.path.join(base, "lake")
-    log_path = os.path.join(base, f"{system}.log")
+    logs = [os.path.join(base, f"{system.replace(' ', '')}-{i}.log") for i in range(instances)]
     os.makedirs(data_root)
     server = EmbeddedNatsServer(store_dir=os.path.join(base, "nats"))
-    proc = None
+    procs: list = []
     watcher = LakeWatcher(data_root, interval=0.05, read_seq=False)
     t0 = time.monotonic()
     try:
         server.start()
         res.publish_s = asyncio.run(publish_backlog(server.url, payloads))
         print(f"  [{system}] backlog of {n:,} trades stored in {res.publish_s:.1f}s; "
-              "starting consumer", flush=True)
+              f"starting {instances} consumer process(es)", flush=True)
         watcher.start()
         t0 = time.monotonic()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = start_process(COMMANDS[system](server.url, data_root, True, args.max_ack_pending),
-                             log_path)
+        procs = [start_process(command(server.url, data_root, True, args.max_ack_pending), log)
+                 for log in logs]
+        meter = CpuMeter([p.pid for p in procs])
+        server_cpu = CpuMeter([server.proc.pid])
+        server_cpu.sample()
+        server_before = server_cpu.by_name()
         deadline = t0 + args.drain_timeout
         t_exit = math.nan
+        next_sample = 0.0
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if time.monotonic() >= next_sample:
+                meter.sample()
+                next_sample = time.monotonic() + 0.1
+            if all(p.poll() is not None for p in procs):
                 if t_exit != t_exit:
                     t_exit = time.monotonic()
                 if watcher.total_rows >= n:
@@ -381,19 +466,25 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
                 if time.monotonic() - t_exit > 1.0:      # exited short: a few last polls
                     break
             time.sleep(0.02)
-        if proc.poll() is None:
+        server_cpu.sample()
+        res.cpu = {k: round(v, 2) for k, v in meter.by_name().items()}
+        res.cpu["nats-server"] = round(sum(server_cpu.by_name().values())
+                                       - sum(server_before.values()), 2)
+        if any(p.poll() is None for p in procs):
             res.note = f"did not finish within {args.drain_timeout:.0f}s"
             if watcher.total_rows >= n:
                 # Landed everything but did not exit: record, then stop it.
-                res.note = "all rows landed but the process did not exit by itself"
+                res.note = "all rows landed but a process did not exit by itself"
         else:
             res.wall_s = t_exit - t0      # observed by the 20 ms poll loop
-            res.exit_code = proc.returncode
-            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # the exited process tree
+            codes = [p.returncode for p in procs]
+            res.exit_code = next((c for c in codes if c != 0), 0)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # the exited process trees
             res.cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     finally:
         watcher.stop()
-        kill_group(proc)
+        for proc in procs:
+            kill_group(proc)
         server.stop()
     res.rows = watcher.total_rows
     res.shards = len(watcher.shards)
@@ -408,12 +499,13 @@ def run_drain(system: str, payloads: list[bytes], work: str, args) -> DrainResul
     for path in watcher.seen_files:
         seqs.update(pq.read_table(path, columns=["seq"]).column(0).to_pylist())
     res.distinct_seq = len(seqs)
-    res.ok = reached is not None and res.distinct_seq == n
+    res.ok = reached is not None and res.distinct_seq == n and res.exit_code == 0
     if res.rows != n and not res.note:
         res.note = f"{res.rows:,} rows landed for {n:,} events ({res.distinct_seq:,} distinct)"
-    res.log = log_findings(log_path)
+    res.log = log_findings(logs[0])
+    res.per_instance_rows = [_instance_share(log) for log in logs]
     if args.keep_temp:
-        print(f"  [{system}] log: {log_path}")
+        print(f"  [{system}] logs: {', '.join(logs)}")
     return res
 
 
@@ -610,7 +702,11 @@ async def baseline_consumer(url: str, data_root: str, stop_at_end: bool,
     nc = await _connect(url)
     js = nc.jetstream()
     stream = (await ensure_streams(js)).get(spec.stream, spec.stream)
-    await ensure_consumer(js, spec, stream)
+    deliver_subject = f"_bench.deliver.{spec.durable}"
+    await js.add_consumer(stream, api.ConsumerConfig(      # a push consumer, as the original
+        durable_name=spec.durable, deliver_subject=deliver_subject, deliver_group=spec.durable,
+        ack_policy=api.AckPolicy.EXPLICIT, ack_wait=spec.ack_wait_s,
+        max_ack_pending=spec.max_ack_pending))
     writer = BaselineWriter(nc, LakeStorage(data_root), max_events, max_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -620,7 +716,7 @@ async def baseline_consumer(url: str, data_root: str, stop_at_end: bool,
         info = await js.consumer_info(stream, spec.durable)
         if info.num_pending == 0 and info.num_ack_pending == 0:
             stop.set()
-    sub = await nc.subscribe(spec.deliver_subject, queue=spec.durable, cb=writer.on_msg,
+    sub = await nc.subscribe(deliver_subject, queue=spec.durable, cb=writer.on_msg,
                              pending_msgs_limit=max(spec.max_ack_pending * 2, 65536),
                              pending_bytes_limit=512 * 1024 * 1024)
     print(f"baseline consumer {spec.durable} on {stream} -> {data_root} "
@@ -733,6 +829,53 @@ def print_summary(drain: dict, lat: dict, args) -> None:
             if lg.get("first_error"):
                 print(f"      first error/warning: {_strip_log_prefix(lg['first_error'])[:200]}")
     print("=" * width)
+    if any(" x" in k for k in drain):
+        print_scaleout(drain)
+
+
+def print_scaleout(drain: dict) -> None:
+    """(c) the same backlog drained by one and by several bronze_stream instances."""
+    one, base = drain.get("beam"), drain.get("baseline")
+    many = [(k, r) for k, r in drain.items() if " x" in k]
+    width = 92
+    print()
+    print("(c) horizontal scale-out: the same backlog, one bronze_stream instance vs several "
+          "on one durable consumer")
+    row = "{:<44} " + " ".join(["{:>14}"] * (2 + len(many)))
+    print(row.format("figure", "beam x1", *[k for k, _ in many], "baseline"))
+    print("-" * width)
+    order = [one] + [r for _, r in many] + [base]
+    for label, attr, fmt in (("  rows/s, process start -> all readable", "rows_per_s", "{:,.0f}"),
+                             ("  rows/s, first shard -> all readable", "steady_rows_per_s",
+                              "{:,.0f}"),
+                             ("  time to all rows readable [s]", "to_readable_s", "{:.2f}"),
+                             ("  start-up: start -> first shard [s]", "startup_s", "{:.2f}"),
+                             ("  load average (1 min) at run start", "load", "{:.2f}")):
+        print(row.format(label, *[_f(getattr(r, attr) if r else math.nan, fmt) for r in order]))
+    print(row.format("  CPU s: python / prism / nats-server", *[
+        "/".join(f"{r.cpu.get(k, 0):.1f}" for k in ("python", "prism", "nats-server"))
+        if r else "n/a" for r in order]))
+    print(row.format("  cores busy (all CPU / wall to exit)", *[
+        _f(sum(r.cpu.values()) / r.wall_s if r and r.cpu and r.wall_s == r.wall_s else math.nan,
+           "{:.2f}") for r in order]))
+    print(row.format("  messages taken per instance", *[
+        "/".join(f"{x:,}" if x is not None else "?" for x in r.per_instance_rows) if r else "n/a"
+        for r in order]))
+    print("-" * width)
+    trow = "  {:<42} {:>14}   {}"
+    print("targets")
+    for name, r in many:
+        for label, attr in (("after start-up", "steady_rows_per_s"),
+                            ("end to end", "rows_per_s")):
+            x1 = _ratio(getattr(r, attr), getattr(one, attr) if one else math.nan)
+            print(trow.format(f"{name} >= {TARGET_SCALEOUT_RATIO}x beam x1 ({label})",
+                              _f(x1, "{:.2f}x"), _verdict(x1 >= TARGET_SCALEOUT_RATIO, x1)))
+            xb = _ratio(getattr(r, attr), getattr(base, attr) if base else math.nan)
+            print(trow.format(f"{name} >= {TARGET_SCALEOUT_VS_BASELINE}x baseline ({label})",
+                              _f(xb, "{:.2f}x"), _verdict(xb >= TARGET_SCALEOUT_VS_BASELINE, xb)))
+    for name, r in many:
+        print(f"  {name}: ok={r.ok} exit={r.exit_code}" + (f"; note: {r.note}" if r.note else ""))
+    print("=" * width)
 
 
 def _strip_log_prefix(line: str) -> str:
@@ -748,6 +891,9 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=2000.0, help="steady events/s (default 2000)")
     p.add_argument("--duration", type=float, default=30.0, help="steady seconds (default 30)")
     p.add_argument("--skip-latency", action="store_true", help="only the backlog drain")
+    p.add_argument("--instances", type=int, nargs="*", default=[2],
+                   help="also drain the same backlog with this many bronze_stream instances "
+                        "on the same consumer (default: 2; none: skip the scale-out run)")
     p.add_argument("--max-ack-pending", type=int, default=None,
                    help="override consumers.bronze.max_ack_pending for both systems")
     p.add_argument("--keep-temp", action="store_true", help="keep the temporary folder")
@@ -788,7 +934,8 @@ def main(argv=None) -> int:
         print(f"bronze_ingest: work dir {work}", flush=True)
         print(f"(a) backlog drain of {args.trades:,} futures trades", flush=True)
         payloads = drain_payloads(args.trades)
-        for system in ("beam", "baseline"):
+        systems = ["beam", "baseline"] + [f"beam x{k}" for k in args.instances if k > 1]
+        for system in systems:
             drain[system] = r = run_drain(system, payloads, work, args)
             print(f"  [{system}] {_f(r.rows_per_s)} rows/s "
                   f"({_f(r.to_readable_s, '{:.2f}')}s to readable, exit {r.exit_code})"

@@ -49,8 +49,9 @@ from io_connectors.preflight import StartupError, check_data_root
 from io_connectors.monitoring.batch_progress import Progress
 from pipelines.batch_run import run_batch
 from pipelines.cli import add_log_level, add_progress, parse_options_cli
-from pipelines.runner_setup import (UsageError, configure_logging, fail, prepare_runner,
-                                    reject_unknown_flags, tune_gc_for_streaming)
+from pipelines.runner_setup import (UsageError, configure_logging, dask_partitions, fail,
+                                    prepare_runner, reject_unknown_flags,
+                                    tune_gc_for_streaming)
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_backfill")
@@ -151,8 +152,9 @@ def main(argv=None) -> int:
         storage = LakeStorage(resolve_data_root(o.data_root))
         staging = Staging(o.staging_dir or f"{storage.data_root}/_staging/backfill",
                           uuid.uuid4().hex[:12])
-        prepare_runner(options, streaming=False)
+        prepare_runner(options, streaming=False, dask=True)
         files = plan_files(list(o.files), columnar=not o.per_message)
+        dask_partitions(options, len(files))
         instruments = load_instruments([f.path for f in files])
         check_data_root(storage, create=True)        # fail fast: writable, or bucket there
     except (UsageError, ConfigError, FileNotFoundError, ValueError) as exc:

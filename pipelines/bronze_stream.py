@@ -38,7 +38,8 @@ def build(p: beam.Pipeline, cfg: StreamConfig, rules=None):
     the Bronze rules (default: those of configs/lake.yaml)."""
     batches = p | "ReadNats" >> ReadFromNats(
         cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end, max_messages=cfg.max_messages,
-        control_subject=cfg.control_subject, num_readers=cfg.num_readers, batches=True)
+        control_subject=cfg.control_subject, ready_subject=cfg.ready_subject,
+        num_readers=cfg.num_readers, batches=True)
     full, flushed = (batches
                      | "Parse" >> ParseMarketBatches(rules or bronze_rules())
                      | "Flush" >> BatchedFlushPolicy(cfg.max_events, cfg.max_seconds))

@@ -45,7 +45,8 @@ from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_dat
 from io_connectors.lake.training_store import TRAINING, TrainingStore
 from io_connectors.monitoring.batch_progress import Progress
 from pipelines.batch_run import run_batch
-from pipelines.runner_setup import prepare_runner
+from pipelines.runner_setup import dask_partitions, prepare_runner
+from transforms.completeness import compare_counts, counts_by, describe
 from transforms.feature_manifest import load_manifest
 from transforms.gold_training import ConcatenateSignals, causality_check, merge_checks
 from transforms.gold_validation import (dataset_report, promotion_gates, refusal,
@@ -110,7 +111,8 @@ class GoldCurator:
             progress.phase(f"reading {len(wanted)} Silver date(s) of {silver_version}")
             self._run_pipeline(silver_version, wanted, staged)
             data = self.training.read_bytes(staged)
-            table = self.training.read_table(staged)
+            table = self.training.read_table(staged) if data is not None else None
+            self._check_complete(silver_version, wanted, table)
             progress.update(steps=1)
             causality = None
             if checked:
@@ -151,9 +153,20 @@ class GoldCurator:
                 "date_range": metadata["date_range"], "gates": gates, "overrides": overrides,
                 "replaced": exists}
 
+    def _check_complete(self, version: str, dates: list[str], table) -> None:
+        """PromotionError naming every date whose Silver signals are not all in the staged
+        table (a runner may report success and drop work: README, Scaling out)."""
+        expected = {d: self.storage.read_parquet(self.silver.table_file(version, d),
+                                                 columns=["date"]).num_rows for d in dates}
+        problems = compare_counts(expected, counts_by(table, "date"), "signals")
+        if problems:
+            raise PromotionError(f"the promotion run of {version} is incomplete (nothing "
+                                 f"published): {describe(problems)}")
+
     def _run_pipeline(self, version: str, dates: list[str], staged: str) -> None:
         options = PipelineOptions(self.pipeline_args or ["--runner=DirectRunner"])
-        prepare_runner(options, streaming=False)
+        prepare_runner(options, streaming=False, dask=True)
+        dask_partitions(options, len(dates))
         p = beam.Pipeline(options=options)
         _ = (p | "Dates" >> beam.Create(dates)
              | "ReadSilver" >> ReadSilverSignals(self.storage, version)

@@ -69,6 +69,7 @@ def build(p: beam.Pipeline, cfg: StreamConfig, underlying: str):
             | "ReadNats" >> ReadFromNats(
                 cfg.nats, cfg.consumer, stop_at_end=cfg.stop_at_end,
                 max_messages=cfg.max_messages, control_subject=cfg.control_subject,
+                ready_subject=cfg.ready_subject,
                 num_readers=cfg.num_readers)
             | "Parse" >> ParseLevelSignals(underlying)
             | "Flush" >> FlushPolicy(cfg.max_events, cfg.max_seconds)

@@ -4,6 +4,8 @@ and drained together.
 
     python -m pipelines.io_service [--nats_url URL] [--data_root D] [--log_dir DIR]
                                    [--runner DirectRunner] [--bronze_arg=--flag ...]
+        [--runner=PortableRunner|FlinkRunner --job_endpoint=HOST:P
+         --environment_type=EXTERNAL --environment_config=HOST:W]
 
 Start-up: the streams are ensured, then both pipelines are launched and the service
 reports ready once both durable consumers are bound.  SIGINT (Ctrl-C) or SIGTERM: both
@@ -42,13 +44,21 @@ from pipelines import cli
 from pipelines.runner_setup import configure_logging, fail
 
 _LOG = logging.getLogger("io_service")
+# Runner flags given to both pipelines (Beam's names and meaning).
+_RUNNER_FLAGS = {
+    "job_endpoint": "HOST:PORT of a portable job service (PortableRunner, FlinkRunner)",
+    "environment_type": "SDK environment: EXTERNAL, PROCESS, DOCKER or LOOPBACK",
+    "environment_config": "worker pool HOST:PORT (EXTERNAL) or boot command (PROCESS)",
+    "flink_master": "Flink REST address (FlinkRunner without a job endpoint)",
+}
 
 
 class IOService:
     """Runs BronzeWriter and GoldWriter as one service (see the module docstring).
 
     In: the bus (NatsBus / NatsSettings / URL; default env/config), the data root, the
-    runner, a folder for the pipelines' logs, extra flags per pipeline.  Out: the two
+    runner and its flags (``runner_args``, given to both pipelines: job endpoint, SDK
+    environment), a folder for the pipelines' logs, extra flags per pipeline.  Out: the two
     streaming pipelines, running until ``stop``.  Guarantees: ``stop`` drains both (each
     acks only what it durably wrote); a failure of either is reported by ``wait``.
     """
@@ -56,7 +66,7 @@ class IOService:
     def __init__(self, bus: Union[NatsBus, NatsSettings, str, None] = None,
                  data_root: Optional[str] = None, runner: str = "DirectRunner",
                  log_dir: Optional[str] = None, bronze_args: Sequence[str] = (),
-                 gold_args: Sequence[str] = ()):
+                 gold_args: Sequence[str] = (), runner_args: Sequence[str] = ()):
         self.data_root = resolve_data_root(data_root)
         log = (lambda name: os.path.join(log_dir, f"{name}.log")) if log_dir else (lambda _: None)
         if log_dir:
@@ -65,10 +75,10 @@ class IOService:
         own = lambda role: [f"--metrics_port={ports[role]}", "--metrics_host=127.0.0.1"]
         self.writers = {
             "bronze": BronzeWriter(bus=bus, data_root=self.data_root, runner=runner,
-                                   extra_args=[*own("bronze"), *bronze_args],
+                                   extra_args=[*own("bronze"), *runner_args, *bronze_args],
                                    log_path=log("bronze_stream")),
             "gold": GoldWriter(bus=bus, data_root=self.data_root, runner=runner,
-                               extra_args=[*own("gold"), *gold_args],
+                               extra_args=[*own("gold"), *runner_args, *gold_args],
                                log_path=log("gold_stream")),
         }
         self.settings = self.writers["bronze"].settings
@@ -189,6 +199,8 @@ def main(argv=None) -> int:
                          "configs/lake.yaml)")
     ap.add_argument("--runner", default="DirectRunner",
                     help="Beam runner of both pipelines (DirectRunner = Prism)")
+    for flag, what in _RUNNER_FLAGS.items():
+        ap.add_argument(f"--{flag}", default=None, help=f"{what}; given to both pipelines")
     ap.add_argument("--log_dir", default=None, help="pipeline logs (default: discarded)")
     ap.add_argument("--bronze_arg", action="append", default=[], metavar="FLAG",
                     help="extra bronze_stream flag, e.g. --bronze_arg=--num_readers=2 "
@@ -202,7 +214,9 @@ def main(argv=None) -> int:
     try:
         service = IOService(bus=NatsSettings.resolve(args.nats_url), data_root=args.data_root,
                             runner=args.runner, log_dir=args.log_dir,
-                            bronze_args=args.bronze_arg, gold_args=args.gold_arg)
+                            bronze_args=args.bronze_arg, gold_args=args.gold_arg,
+                            runner_args=[f"--{k}={v}" for k, v in vars(args).items()
+                                         if k in _RUNNER_FLAGS and v is not None])
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
     try:                     # fail fast, before any pipeline is launched

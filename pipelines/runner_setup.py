@@ -4,23 +4,39 @@
 DirectRunner's streaming engine.  The project pins the runner to Prism explicitly instead
 of letting Beam's SwitchingDirectRunner silently fall back to a batch-only runner when
 Prism cannot start; the Prism binary is the one ``./run.sh setup`` built.
+
+Beyond one process (``prepare_runner``):
+- ``--runner=PortableRunner`` or ``FlinkRunner`` with ``--job_endpoint=HOST:PORT`` submits
+  to a portable job service (a Flink job server, or Prism from ``./run.sh jobserver-up``);
+  the SDK environment must then be named: ``EXTERNAL`` with a worker pool address,
+  ``PROCESS`` (default command: the boot program ``./run.sh setup`` builds), ``DOCKER`` or
+  ``LOOPBACK``.  ``FlinkRunner`` without a job endpoint is Beam's own path
+  (``--flink_master``, ``--flink_job_server_jar``).
+- ``--runner=DaskRunner`` (short name accepted) for the bounded pipelines that allow it,
+  on the Dask cluster at ``--dask_client_address``.
 """
 from __future__ import annotations
 
 import gc
 import difflib
+import json
 import logging
 import os
 import sys
 from typing import NoReturn, Sequence
 
-from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
-                                                  PrismRunnerOptions, StandardOptions)
+from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions,
+                                                  PortableOptions, PrismRunnerOptions,
+                                                  StandardOptions)
 
 from io_connectors.config import ConfigError, load_config, resolve_path
 
 _LOG = logging.getLogger(__name__)
 _DIRECT = {None, "DirectRunner", "PrismRunner", "SwitchingDirectRunner"}
+_PORTABLE = {"PortableRunner", "FlinkRunner"}
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_DASK = {"DaskRunner", DASK_RUNNER}
+_ENVIRONMENTS = ("EXTERNAL", "PROCESS", "DOCKER", "LOOPBACK")
 
 
 class UsageError(ValueError):
@@ -55,6 +71,8 @@ def reject_unknown_flags(argv: Sequence[str], also_known: Sequence[str] = ()) ->
     only warns and drops it, so a typo such as ``--nats_ur`` would silently use a default),
     with the closest known flag (Beam's, the project's, or ``also_known``) as a hint."""
     from apache_beam.options.pipeline_options import _BeamArgumentParser
+    if any(a.startswith("--dask") or a.endswith("DaskRunner") for a in argv):
+        _import_dask_options()          # registers DaskOptions (--dask_client_address, ...)
     parser = _BeamArgumentParser(allow_abbrev=False, conflict_handler="resolve")
     seen: dict = {}
     todo = list(PipelineOptions.__subclasses__())
@@ -77,10 +95,71 @@ def reject_unknown_flags(argv: Sequence[str], also_known: Sequence[str] = ()) ->
         raise UsageError(f"unexpected argument {unknown[0]!r}")
 
 
-def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions:
-    """Resolves the runner in place: DirectRunner -> Prism with the local binary; on
-    Beam's FnApiRunner, its racy timed flush of the data plane is switched off
-    (``disable_fnapi_timed_flush``)."""
+def _import_dask_options():
+    try:
+        from apache_beam.runners.dask import dask_runner  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise UsageError(f"the Dask runner needs apache-beam[dask] ({exc}); run ./run.sh setup")
+    return dask_runner
+
+
+def boot_command() -> str | None:
+    """The Python SDK boot program for PROCESS environments (configs/runner.yaml
+    ``python_boot``, built by ``./run.sh setup``), or None if it is not there."""
+    path = load_config("runner").get("python_boot")
+    path = resolve_path(path) if path else None
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def _prepare_portable(options: PipelineOptions, runner: str) -> None:
+    portable = options.view_as(PortableOptions)
+    jar = options.view_as(FlinkRunnerOptions).flink_job_server_jar
+    if runner == "FlinkRunner" and jar and "://" not in jar and not os.path.isfile(jar):
+        raise UsageError(f"--flink_job_server_jar: no such file {jar}")
+    if runner == "PortableRunner" and not portable.job_endpoint:
+        raise UsageError("--runner=PortableRunner needs --job_endpoint=HOST:PORT (a Flink job "
+                         "server, or the Prism job service of ./run.sh jobserver-up)")
+    env = (portable.environment_type or "").upper()
+    if not env:
+        if portable.job_endpoint:
+            raise UsageError(f"--runner={runner} with a job endpoint needs --environment_type: "
+                             "EXTERNAL with --environment_config=HOST:PORT of a worker pool, "
+                             "PROCESS, DOCKER (an image holding this project) or LOOPBACK")
+        return                                  # FlinkRunner's own job server decides
+    if env not in _ENVIRONMENTS:
+        raise UsageError(f"--environment_type={portable.environment_type}: expected one of "
+                         f"{', '.join(_ENVIRONMENTS)}")
+    portable.environment_type = env
+    if env == "EXTERNAL" and not portable.environment_config:
+        raise UsageError("--environment_type=EXTERNAL needs --environment_config=HOST:PORT of "
+                         "a worker pool (./run.sh jobserver-up prints one)")
+    if env == "PROCESS" and not portable.environment_config:
+        boot = boot_command()
+        if not boot:
+            raise UsageError("--environment_type=PROCESS needs --environment_config="
+                             "'{\"command\": \"/path/to/boot\"}' (./run.sh setup builds one)")
+        portable.environment_config = json.dumps({"command": boot})
+
+
+def dask_partitions(options: PipelineOptions, n: int) -> None:
+    """On the DaskRunner, ``--dask_npartitions`` defaults to ``n``: one partition per date
+    or file, so that the workers share them (Beam's default puts up to 128 inputs in one
+    partition, i.e. on one worker).  Nothing changes on other runners or when
+    ``--dask_npartitions`` / ``--dask_partition_size`` is given."""
+    if options.view_as(StandardOptions).runner != DASK_RUNNER:
+        return
+    dask = options.view_as(_import_dask_options().DaskOptions)
+    if not dask.npartitions and not dask.partition_size:
+        dask.npartitions = max(1, int(n))
+
+
+def prepare_runner(options: PipelineOptions, streaming: bool,
+                   dask: bool = False) -> PipelineOptions:
+    """Resolves the runner in place (see the module docstring): DirectRunner -> Prism with
+    the local binary; PortableRunner / FlinkRunner checked for an endpoint and an SDK
+    environment; DaskRunner (only where ``dask`` is True) to Beam's class path; on Beam's
+    FnApiRunner, its racy timed flush of the data plane is switched off
+    (``disable_fnapi_timed_flush``).  Raises UsageError naming what is missing."""
     std = options.view_as(StandardOptions)
     std.streaming = streaming
     if str(std.runner or "").endswith("FnApiRunner"):
@@ -93,6 +172,17 @@ def prepare_runner(options: PipelineOptions, streaming: bool) -> PipelineOptions
             prism.prism_log_level = "warn"
         if not options.view_as(PortableOptions).environment_type:
             options.view_as(PortableOptions).environment_type = "LOOPBACK"
+    elif std.runner in _PORTABLE:
+        _prepare_portable(options, std.runner)
+    elif std.runner in _DASK:
+        if streaming or not dask:
+            raise UsageError("the DaskRunner runs only bronze_backfill, silver_build and "
+                             "gold_promote (it has no streaming)")
+        dask_options = _import_dask_options().DaskOptions
+        if not options.view_as(dask_options).address:
+            raise UsageError("--runner=DaskRunner needs --dask_client_address=tcp://HOST:PORT "
+                             "(./run.sh dask-up prints one)")
+        std.runner = DASK_RUNNER
     return options
 
 
@@ -150,5 +240,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-__all__ = ["UsageError", "ConfigError", "prepare_runner", "prism_location", "fail",
-           "configure_logging", "tune_gc_for_streaming", "disable_fnapi_timed_flush"]
+__all__ = ["UsageError", "ConfigError", "prepare_runner", "dask_partitions", "prism_location",
+           "fail", "configure_logging", "tune_gc_for_streaming", "disable_fnapi_timed_flush",
+           "DASK_RUNNER"]

@@ -38,11 +38,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.config import PROJECT_ROOT
 from io_connectors.lake.storage import LakeStorage, parquet_options, resolve_data_root
 from io_connectors.lake.silver_inputs import ReadSilverInputs
-from io_connectors.lake.silver_store import EPISODES, SilverStore
+from io_connectors.lake.silver_store import EPISODES, SIGNALS, SilverStore
 from io_connectors.lake.silver_write import WriteSilverDays
 from io_connectors.monitoring.batch_progress import Progress
 from pipelines.batch_run import run_batch
-from pipelines.runner_setup import prepare_runner
+from pipelines.runner_setup import dask_partitions, prepare_runner
+from transforms.completeness import compare_counts
 from transforms.lake_metrics import SILVER_STAGES_DONE
 from transforms.import_closure import project_module_files
 from transforms.feature_manifest import (FeatureManifest, ManifestError, compare_manifests,
@@ -145,6 +146,7 @@ class SilverFeatureBuilder:
             results += [{"date": d, "status": "failed", "stage": "pipeline",
                          "reason": "the pipeline produced no result for this date",
                          "signal_count": 0} for d in missing]
+            results = self._check_published(m.version, results)
         built = sorted(r["date"] for r in results if r["status"] == "built")
         failed = {r["date"]: f"{r['stage']}: {r['reason']}" for r in results
                   if r["status"] != "built"}
@@ -181,9 +183,23 @@ class SilverFeatureBuilder:
                 f"{diff['stages']['added'] or 'none'}/{diff['stages']['removed'] or 'none'}); "
                 f"give the changed manifest a new version")
 
+    def _check_published(self, version: str, results: list[dict]) -> list[dict]:
+        """Each built date's record against its published signals: a date whose file is
+        missing or holds another row count is failed (a runner may report success and
+        drop work: README, Scaling out)."""
+        recorded = {r["date"]: r["signal_count"] for r in results if r["status"] == "built"}
+        published = {d: self.storage.read_parquet(self.store.table_file(version, d),
+                                                  columns=["date"]).num_rows
+                     for d in recorded if self.store.has_table(version, d, SIGNALS)}
+        problems = compare_counts(recorded, published, "signals")
+        return [dict(r, status="failed", stage="publish", reason=f"the published signals "
+                     f"do not match the build record: {problems[r['date']]}")
+                if r["status"] == "built" and r["date"] in problems else r for r in results]
+
     def _run_pipeline(self, m: FeatureManifest, dates: list[str], run_id: str) -> None:
         options = PipelineOptions(self.pipeline_args or ["--runner=DirectRunner"])
-        prepare_runner(options, streaming=False)
+        prepare_runner(options, streaming=False, dask=True)
+        dask_partitions(options, len(dates))
         code = code_version()
         p = beam.Pipeline(options=options)
         _ = (p

@@ -26,7 +26,7 @@ from io_connectors.config import ConfigError, load_config, require
 from io_connectors.lake.storage import LakeStorage, resolve_data_root
 from io_connectors.nats.ack import InProgress
 from io_connectors.nats.settings import NatsSettings
-from io_connectors.nats.streams import ConsumerSpec, consumer_spec
+from io_connectors.nats.streams import ConsumerSpec, consumer_spec, control_subjects
 from io_connectors.monitoring.exporter import MetricsServer
 from io_connectors.monitoring.stream_monitor import StreamMonitor, summary
 from io_connectors.preflight import StartupError, check_data_root, check_nats
@@ -69,8 +69,8 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--max_messages", type=int, default=None,
                             help="bounded: stop after this many messages")
         parser.add_argument("--run_id", default=None,
-                            help="names the drain control subject _lake.control.<run_id>.drain "
-                                 "(default: random)")
+                            help="names this instance's control subjects (drain, ready); "
+                                 "unique per instance (default: random)")
         parser.add_argument("--max_restarts", type=int, default=5,
                             help="restart a job that fails on its own (e.g. the runner "
                                  "crashed) up to N times in 10 minutes (0: never)")
@@ -118,7 +118,11 @@ class StreamConfig:
 
     @property
     def control_subject(self) -> str:
-        return f"_lake.control.{self.run_id}.drain"
+        return control_subjects(self.run_id)["drain"]
+
+    @property
+    def ready_subject(self) -> str:
+        return control_subjects(self.run_id)["ready"]
 
     def in_progress(self) -> InProgress:
         """The writers' ``hold``: in-progress acks every third of ``ack_wait`` while a

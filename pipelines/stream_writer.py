@@ -11,9 +11,11 @@ shards, and ``stop`` is the same drain a user gets with Ctrl-C.  The child runs 
 session, so a terminal's Ctrl-C reaches only the caller, which drains it once with SIGTERM
 (a second signal would cancel the drain), and it receives SIGHUP, i.e. drains, if the
 caller dies without stopping it (Linux ``PR_SET_PDEATHSIG``; the kernel may send it once
-per thread of the dying caller, and the pipeline drains once however many arrive).  ``bus`` is a
-``NatsBus``, ``NatsSettings`` or a NATS URL.  A subclass names the pipeline module and the
-consumer role (configs/streams.yaml ``consumers.<role>``) whose binding means "started".
+per thread of the dying caller, and the pipeline drains once however many arrive).  ``bus``
+is a ``NatsBus``, ``NatsSettings`` or a NATS URL.  A subclass names the pipeline module and
+its consumer role (configs/streams.yaml ``consumers.<role>``).  "Started" means that a
+reader of THIS pipeline announced on its instance's ready subject that it consumes: other
+instances reading the same consumer (horizontal scale-out) do not count.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from typing import Optional, Sequence, Union
 
 import nats
@@ -31,7 +34,7 @@ from io_connectors.config import PROJECT_ROOT
 from io_connectors.embedded.processes import die_with_parent
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings, connect
-from io_connectors.nats.streams import consumer_spec
+from io_connectors.nats.streams import control_subjects
 
 def _settings(bus) -> NatsSettings:
     if isinstance(bus, NatsSettings):
@@ -68,20 +71,36 @@ class StreamWriter:
         self.extra_args = list(extra_args)
         self.log_path = log_path
         self.proc: Optional[subprocess.Popen] = None
+        self._run_id: Optional[str] = None
 
     @property
     def _name(self) -> str:
         return self.module.rsplit(".", 1)[-1]
+
+    @property
+    def run_id(self) -> str:
+        """This instance's ``--run_id`` (given in ``extra_args``, else chosen here): names
+        its drain and ready subjects, so that other instances on the same consumer never
+        answer for it."""
+        for arg in self.extra_args:
+            if arg.startswith("--run_id="):
+                return arg.split("=", 1)[1]
+        if self._run_id is None:
+            self._run_id = f"{self._name}-{uuid.uuid4().hex[:12]}"
+        return self._run_id
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", self.module, f"--runner={self.runner}",
                f"--nats_url={self.settings.url}"]
         if self.data_root:
             cmd.append(f"--data_root={self.data_root}")
+        if not any(a.startswith("--run_id=") for a in self.extra_args):
+            cmd.append(f"--run_id={self.run_id}")
         return cmd + self.extra_args
 
     async def start(self, timeout: float = 60.0) -> None:
-        """Launches the pipeline and waits until its consumer is bound (or raises)."""
+        """Launches the pipeline and returns once one of ITS readers consumes (it announces
+        that on its ready subject), or raises."""
         if self.proc is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -90,26 +109,24 @@ class StreamWriter:
             value = getattr(self.settings, key)
             if value:
                 env[f"NATS_{key.upper()}"] = value
-        self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
-                                     stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True,
-                                     preexec_fn=die_with_parent(signal.SIGHUP))
-        spec = consumer_spec(self.role)
         nc = await connect(self.settings)
         try:
-            js = nc.jetstream()
+            ready = await nc.subscribe(control_subjects(self.run_id)["ready"], max_msgs=1)
+            await nc.flush()
+            self.proc = subprocess.Popen(self.command(), cwd=str(PROJECT_ROOT), stdout=out,
+                                         stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True,
+                                         preexec_fn=die_with_parent(signal.SIGHUP))
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"{self._name} exited with {self.proc.returncode} "
                                        f"during start-up (see {self.log_path or 'its log'})")
                 try:
-                    info = await js.consumer_info(spec.stream, spec.durable)
-                    if info.push_bound:
-                        return
-                except nats.js.errors.NotFoundError:
+                    await ready.next_msg(timeout=0.2)
+                    return
+                except nats.errors.TimeoutError:
                     pass
-                await asyncio.sleep(0.1)
         finally:
             await nc.close()
         await self.stop()

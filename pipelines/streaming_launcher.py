@@ -42,15 +42,28 @@ from pipelines.prism_service import local_runner
 _LOG = logging.getLogger(__name__)
 
 
-def _publish_drain(settings: NatsSettings, subject: str) -> None:
-    async def go():
-        nc = async_runtime.connection(settings)
-        await nc.publish(subject, b"drain")
-        await nc.flush()
+async def _publish_and_flush(nc, subject: str) -> None:
+    await nc.publish(subject, b"drain")
+    await nc.flush()
+
+
+def _publish_drain(settings: NatsSettings, subject: str, timeout_s: float = 5.0) -> bool:
+    """Publishes the drain request on ``subject`` for readers in other processes (SDK
+    workers of a portable runner); True once the server has it.
+
+    Runs on an ordinary thread: the connection is obtained here, where blocking is fine,
+    and only the publish runs on the shared event loop (``async_runtime.connection``
+    inside a coroutine on that loop would wait for the loop itself: with no connection
+    cached in this process, i.e. whenever the readers run elsewhere, the request was
+    never sent).
+    """
     try:
-        async_runtime.run(go(), timeout=5)
+        nc = async_runtime.connection(settings)
+        async_runtime.run(_publish_and_flush(nc, subject), timeout=timeout_s)
+        return True
     except Exception:  # pylint: disable=broad-except
         _LOG.warning("could not publish the drain request on %s", subject, exc_info=True)
+        return False
 
 
 def summarize(result) -> dict:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from io_connectors.nats.bus import NatsBus
 from io_connectors.nats.settings import NatsSettings
+from io_connectors.nats.streams import consumer_active
 from transforms.partitioning import partition_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,12 +72,12 @@ def stream_message_count(url: str, stream: str) -> int:
 
 def consumer_bound(url: str, stream: str = "MARKET_DATA",
                    durable: str = "bronze_writer_market_data") -> bool:
-    """True once a running pipeline has bound the durable push consumer."""
+    """True once a running pipeline reads the durable consumer (a waiting pull request)."""
     async def go():
         nc = await nats.connect(url)
         try:
             info = await nc.jetstream().consumer_info(stream, durable)
-            return bool(info.push_bound)
+            return consumer_active(info)
         except nats.js.errors.NotFoundError:
             return False
         finally:

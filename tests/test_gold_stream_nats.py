@@ -14,6 +14,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from io_connectors.nats.streams import consumer_active
 from tests.conftest import wait_for
 from tests.helpers import (assert_consumer_state, assert_flush_shards, consumer_state,
                            count_rows, dead_letter_reasons, kill_group, lake_folder,
@@ -172,7 +173,11 @@ def test_gold_writer_api_start_stop_drains_the_buffer(nats_server, tmp_path):
                             extra_args=["--underlying=MES"])
         await writer.start()
         nc = await nats.connect(nats_server.url)
-        assert (await nc.jetstream().consumer_info(STREAM, DURABLE)).push_bound
+        for _ in range(300):                  # its first pull requests reach the consumer
+            if consumer_active(await nc.jetstream().consumer_info(STREAM, DURABLE)):
+                break
+            await asyncio.sleep(0.1)
+        assert consumer_active(await nc.jetstream().consumer_info(STREAM, DURABLE))
         await nc.close()
         for ev in events:
             await bus.publish("levels.signals", ev)

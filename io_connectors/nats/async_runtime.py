@@ -4,6 +4,11 @@ Beam DoFns and source readers are synchronous; nats-py is asyncio.  ``run(coro)`
 a coroutine to the shared loop thread and waits for its result; ``connection(settings)``
 returns a process-wide NATS connection for those settings (created once, reused by every
 reader and writer in the process, reconnecting on its own).
+
+Both BLOCK the calling thread until the loop has done the work, so they must never be
+called on the loop thread itself (for instance from inside a coroutine given to ``run``):
+the loop would wait for itself.  ``run`` raises ``RuntimeError`` at once in that case
+instead of hanging until its timeout.
 """
 from __future__ import annotations
 
@@ -16,23 +21,37 @@ from io_connectors.nats.settings import NatsSettings, connect
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_thread_id: int | None = None
 _connections: dict[NatsSettings, Any] = {}
 
 
 def loop() -> asyncio.AbstractEventLoop:
     """The process's background event loop (started on first use)."""
-    global _loop
+    global _loop, _loop_thread_id
     with _lock:
         if _loop is None or _loop.is_closed():
             new_loop = asyncio.new_event_loop()
-            threading.Thread(target=new_loop.run_forever, name="nats-io-loop",
-                             daemon=True).start()
-            _loop = new_loop
+            thread = threading.Thread(target=new_loop.run_forever, name="nats-io-loop",
+                                      daemon=True)
+            thread.start()
+            _loop, _loop_thread_id = new_loop, thread.ident
         return _loop
 
 
+def on_loop_thread() -> bool:
+    """True when called on the background loop's own thread (where ``run`` must not be)."""
+    return _loop_thread_id is not None and threading.get_ident() == _loop_thread_id
+
+
 def run(coro: Coroutine, timeout: float | None = 60.0) -> Any:
-    """Runs ``coro`` on the background loop and returns its result (or raises)."""
+    """Runs ``coro`` on the background loop and returns its result (or raises).
+
+    Raises RuntimeError when called on the loop thread (it would block the loop on
+    itself); code already running on the loop awaits coroutines directly instead."""
+    if on_loop_thread():
+        coro.close()
+        raise RuntimeError("async_runtime.run() called on the NATS event-loop thread; "
+                           "await the coroutine there instead (blocking would deadlock)")
     return asyncio.run_coroutine_threadsafe(coro, loop()).result(timeout)
 
 

@@ -1,9 +1,11 @@
-"""``ReadFromNats``: a JetStream durable push consumer as a Beam unbounded source.
+"""``ReadFromNats``: a JetStream durable pull consumer as a Beam unbounded source.
 
 Public face: the ``ReadFromNats`` PTransform.  Beneath it, an ``UnboundedSource``
-(Beam's self-checkpointing SDF wrapper, ``apache_beam.io.unbounded_source``) whose reader
-subscribes to the consumer's delivery subject in a queue group and hands messages to the
-pipeline.
+(Beam's self-checkpointing SDF wrapper, ``apache_beam.io.unbounded_source``) whose
+splits each pull batches from the durable consumer while they are read
+(``io_connectors.nats.pull.PullFeed``) and hand them to the pipeline.  Any number of
+splits, pipelines and machines can read one durable consumer: each takes what it asks
+for, so they share the work by demand.
 
 Guarantees
 - Output elements are 5-tuples ``(subject, payload, stream_seq, ts_ns, ack_token)``
@@ -29,10 +31,10 @@ Guarantees
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import threading
+import time
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
@@ -44,7 +46,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from io_connectors.nats import async_runtime, inflight
 from io_connectors.nats.ack import in_progress, parse_ack_token
-from io_connectors.nats.fast_delivery import deliver_into
+from io_connectors.nats.pull import PullFeed
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.nats.streams import ConsumerSpec, ensure_consumer, ensure_streams
 from transforms.lake_metrics import EVENTS_READ, NAMESPACE
@@ -52,6 +54,7 @@ from transforms.lake_metrics import EVENTS_READ, NAMESPACE
 _LOG = logging.getLogger(__name__)
 _LOCAL_DRAIN = threading.Event()
 _SUBSCRIBED = [0]           # subscriptions established in this process
+_BOUNDED_EXPIRES_S = 1.0      # bounded reads: requests end quickly, so the end is seen soon
 
 
 class NatsMessage(NamedTuple):
@@ -126,10 +129,13 @@ class _SourceConfig:
     stop_at_end: bool = False
     max_messages: Optional[int] = None
     control_subject: Optional[str] = None
+    ready_subject: Optional[str] = None
     idle_watermark_lag_s: float = 2.0
     reader_index: int = 0
     num_readers: int = 1
     max_batch: int = 2000
+    pull_window: int = 6000        # messages asked for or buffered per split at most
+    pull_expires_s: float = 10.0   # lifetime of a waiting pull request
 
 
 class _EmptyCheckpoint(CheckpointMark):
@@ -148,65 +154,66 @@ class _EmptyCheckpointCoder(coders.Coder):
 
 
 class _SharedSubscription:
-    """The live subscription of one source split in this process, shared by its readers.
+    """The live pull feed of one source split in this process, shared by its readers.
 
     Beam's SDF wrapper may resume a checkpointed read on another DoFn instance than the one
-    that parked the reader; a per-reader subscription would then leave messages stranded in
-    the parked reader's buffer.  One subscription per split and process avoids that: every
-    reader handle drains the same buffer and sees the same end-of-input state.
+    that parked the reader; a per-reader feed would then leave messages stranded in the
+    parked reader's buffer.  One feed per split and process avoids that: every reader
+    handle drains the same buffer and sees the same end-of-input state.  The feed asks the
+    durable pull consumer for at most ``pull_window`` messages at a time, only while the
+    split is being read, so splits and processes share the consumer by demand.
     """
 
     def __init__(self, cfg: _SourceConfig):
         self.cfg = cfg
-        self.buf: collections.deque = collections.deque()
         self.lock = threading.Lock()
-        self.subs: list = []
         self.watermark = Timestamp(0)
         self.emitted = 0
         self._read_counter = Metrics.counter(NAMESPACE, EVENTS_READ)    # per batch
         self.saw_end = False       # a delivered message reported 0 pending
+        self.end_confirmed = False  # bounded mode: the consumer has nothing left to deliver
         self.draining = False
         self.finished = False
+        self.feed: Optional[PullFeed] = None
+        self.stream_name = cfg.consumer.stream
+        self._control = None
+        self._next_end_check = 0.0
         self._keeper = None
         self.nc = async_runtime.connection(cfg.settings)
         if async_runtime.run(self._subscribe()):
             self.finished = True
         _SUBSCRIBED[0] += 1
-        _LOG.info("NATS consumer %s subscribed (split %d, already at end=%s)",
+        _LOG.info("NATS consumer %s reading (split %d, already at end=%s)",
                   cfg.consumer.durable, cfg.reader_index, self.finished)
 
     async def _subscribe(self) -> bool:
         cfg = self.cfg
         js = self.nc.jetstream()
         streams = await ensure_streams(js)
-        stream_name = streams.get(cfg.consumer.stream, cfg.consumer.stream)
-        await ensure_consumer(js, cfg.consumer, stream_name)
-        empty = False
+        self.stream_name = streams.get(cfg.consumer.stream, cfg.consumer.stream)
+        await ensure_consumer(js, cfg.consumer, self.stream_name)
         if cfg.stop_at_end:
-            info = await js.consumer_info(stream_name, cfg.consumer.durable)
-            empty = info.num_pending == 0 and info.num_ack_pending == 0
-        buf = self.buf
-
-        async def on_msg(msg):
-            buf.append((msg.subject, msg.data, msg.reply))
+            info = await js.consumer_info(self.stream_name, cfg.consumer.durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return True
+        self.feed = PullFeed(self.nc, async_runtime.loop(), self.stream_name,
+                             cfg.consumer.durable, batch=cfg.max_batch,
+                             window=max(cfg.pull_window, cfg.max_batch),
+                             expires_s=_BOUNDED_EXPIRES_S if cfg.stop_at_end else cfg.pull_expires_s,
+                             limit=cfg.max_messages)
+        await self.feed.start()
+        self._keeper = asyncio.ensure_future(self._keep_alive(cfg.consumer.ack_wait_s / 3))
 
         async def on_control(msg):
             self.draining = True
 
-        limit = max(cfg.consumer.max_ack_pending * 2, 65536)
-        sub = await self.nc.subscribe(
-            cfg.consumer.deliver_subject, queue=cfg.consumer.durable, cb=on_msg,
-            pending_msgs_limit=limit, pending_bytes_limit=512 * 1024 * 1024)
-        # Messages straight into the buffer, without nats-py's per-message Msg, queue and
-        # callback (the callback above stays as the fallback and for anything else).
-        deliver_into(self.nc, sub, buf)
-        self.subs.append(sub)
-        self._keeper = asyncio.ensure_future(self._keep_alive(
-            cfg.consumer.ack_wait_s / 3))
         if cfg.control_subject:
-            self.subs.append(await self.nc.subscribe(cfg.control_subject, cb=on_control))
+            self._control = await self.nc.subscribe(cfg.control_subject, cb=on_control)
+        if cfg.ready_subject:                     # this instance reads now (StreamWriter)
+            await self.feed.top_up_now()          # its first requests go out before that
+            await self.nc.publish(cfg.ready_subject, str(cfg.reader_index).encode())
         await self.nc.flush()
-        return empty
+        return False
 
     async def _keep_alive(self, every_s: float) -> None:
         """Every ``every_s``: while the pipeline is stalled (a shard write of this process
@@ -217,8 +224,9 @@ class _SharedSubscription:
         last_emitted, waiting, calm = self.emitted, 0, 0
         while True:
             await asyncio.sleep(every_s)
+            buf = self.feed.buf
             buffer_stuck = bool(waiting) and self.emitted - last_emitted < waiting
-            last_emitted, waiting = self.emitted, len(self.buf)
+            last_emitted, waiting = self.emitted, len(buf)
             if not (buffer_stuck or inflight.stalled()):
                 calm += 1
                 if calm >= 6:                    # 6 x ack_wait/3 = two ack_wait
@@ -226,7 +234,7 @@ class _SharedSubscription:
                     calm = 0
                 continue
             calm = 0
-            tokens = [m[2] for m in list(self.buf)]          # a C-level copy: atomic
+            tokens = [m[2] for m in list(buf)]               # a C-level copy: atomic
             tokens += inflight.unacked()
             if tokens:
                 try:
@@ -239,15 +247,23 @@ class _SharedSubscription:
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.cancel()
-        subs, self.subs = self.subs, []
-        for sub in subs:
+        control, self._control = self._control, None
+        if control is not None:
             try:
-                await sub.unsubscribe()
+                await control.unsubscribe()
             except Exception:  # pylint: disable=broad-except
                 pass
+        if self.feed is not None:
+            await self.feed.stop()
+
+    @property
+    def buffered(self) -> int:
+        """Messages received and not yet emitted."""
+        return len(self.feed.buf) if self.feed is not None else 0
 
     def stop_consuming(self) -> None:
-        if self.subs:
+        if (self._control is not None or self._keeper is not None
+                or (self.feed is not None and self.feed.active)):
             async_runtime.run(self._unsubscribe())
 
     def finish(self) -> None:
@@ -259,34 +275,50 @@ class _SharedSubscription:
         _LOG.info("NATS consumer %s split %d finished after %d messages",
                   self.cfg.consumer.durable, self.cfg.reader_index, self.emitted)
 
+    def _at_end(self) -> bool:
+        """Bounded mode, nothing buffered: True once nothing is left for this split.
+
+        A split that took the message reporting 0 pending has seen the end.  Others ask
+        the server (at most every 0.5 s): once the consumer has nothing left to deliver,
+        the split stops asking and ends when its own requests have ended (messages
+        already sent to it arrive before the status that ends their request)."""
+        if self.saw_end:
+            return True
+        if not self.end_confirmed:
+            now = time.monotonic()
+            if now < self._next_end_check:
+                return False
+            self._next_end_check = now + 0.5
+            info = async_runtime.run(self.nc.jetstream().consumer_info(
+                self.stream_name, self.cfg.consumer.durable), timeout=30)
+            self.end_confirmed = info.num_pending == 0
+        return self.end_confirmed and self.feed.outstanding() == 0
+
     def next_batch(self, max_batch: int):
         """Up to ``max_batch`` buffered message tuples, or None when nothing is available."""
         if self.finished:
             return None
         if not self.draining and _LOCAL_DRAIN.is_set():
             self.draining = True
-        if self.draining and self.subs:
+        feed = self.feed
+        if self.draining:
             self.stop_consuming()
+        elif not self.end_confirmed:
+            feed.top_up()
         cap = self.cfg.max_messages
         if cap is not None:
             if self.emitted >= cap:
                 self.finish()
                 return None
             max_batch = min(max_batch, cap - self.emitted)
-        buf = self.buf
         out = []
         tokens = []
-        pop = buf.popleft
-        try:
-            for _ in range(max_batch):
-                subject, payload, reply = pop()
-                seq, ts_ns, pending = parse_ack_token(reply)
-                out.append((subject, payload, seq, ts_ns, reply))
-                tokens.append(reply)
-        except IndexError:
-            pass
+        for subject, payload, reply in feed.take(max_batch):
+            seq, ts_ns, pending = parse_ack_token(reply)
+            out.append((subject, payload, seq, ts_ns, reply))
+            tokens.append(reply)
         if not out:
-            if self.draining or (self.cfg.stop_at_end and self.saw_end):
+            if self.draining or (self.cfg.stop_at_end and self._at_end()):
                 self.finish()
             else:
                 lagged = Timestamp.now() - self.cfg.idle_watermark_lag_s
@@ -301,6 +333,8 @@ class _SharedSubscription:
         self.emitted += len(out)
         inflight.emitted(tokens)
         self._read_counter.inc(len(out))
+        if not self.draining and not self.end_confirmed:
+            feed.top_up()                  # room was made: keep the next batch coming
         return out
 
 
@@ -311,7 +345,7 @@ _SUBSCRIPTIONS_LOCK = threading.Lock()
 def _subscription(cfg: _SourceConfig) -> _SharedSubscription:
     with _SUBSCRIPTIONS_LOCK:
         sub = _SUBSCRIPTIONS.get(cfg)
-        if sub is None or (sub.finished and not sub.buf):
+        if sub is None or (sub.finished and not sub.buffered):
             sub = _SUBSCRIPTIONS[cfg] = _SharedSubscription(cfg)
         return sub
 
@@ -378,7 +412,11 @@ class ReadFromNats(beam.PTransform):
         updated at start, and the streams of configs/streams.yaml are ensured too.
       stop_at_end / max_messages: bounded mode.
       control_subject: a subject whose message asks the readers to drain.
-      num_readers: parallel readers sharing the consumer's queue group.
+      ready_subject: a subject each split publishes its index on once it reads (how the
+        launcher of one instance learns that this instance, not another one, consumes).
+      num_readers: source splits, each pulling from the consumer while it is read (the
+        runner may run them in different workers); any number of pipelines may read
+        the same consumer too.
       max_batch: the reader hands Beam up to this many messages per record (one SDF claim
         per batch instead of per message).
       batches: output those batches (lists of ``NatsMessage`` tuples) as they are, for
@@ -390,7 +428,8 @@ class ReadFromNats(beam.PTransform):
 
     def __init__(self, settings: NatsSettings, consumer: ConsumerSpec, *,
                  stop_at_end: bool = False, max_messages: Optional[int] = None,
-                 control_subject: Optional[str] = None, num_readers: int = 1,
+                 control_subject: Optional[str] = None, ready_subject: Optional[str] = None,
+                 num_readers: int = 1,
                  max_batch: int = 2000, max_batches_per_bundle: int = 50,
                  max_read_time_s: float = 0.5, poll_interval_s: float = 0.1,
                  batches: bool = False):
@@ -402,6 +441,7 @@ class ReadFromNats(beam.PTransform):
         self._source = _NatsSource(_SourceConfig(
             settings=settings, consumer=consumer, stop_at_end=stop_at_end,
             max_messages=max_messages, control_subject=control_subject,
+            ready_subject=ready_subject,
             num_readers=num_readers, max_batch=max_batch))
         self._bundle = (poll_interval_s, max_batches_per_bundle, max_read_time_s)
         self._batches = batches

@@ -1,8 +1,11 @@
-"""Idempotent JetStream set-up: the lake's streams and its durable push consumers.
+"""Idempotent JetStream set-up: the lake's streams and its durable pull consumers.
 
 ``ensure_streams`` creates ``MARKET_DATA`` and ``LEVEL_SIGNALS`` (file storage, 24 h max
 age) when missing; a stream that already exists, under the configured name or under
 another name that already captures the same subjects, is accepted and used as it is.
+``ensure_consumer`` creates the durable pull consumer a pipeline reads (every instance of
+a pipeline reads the same one and they share its messages), updates its limits, and
+converts a push consumer of the same name left by an earlier version.
 """
 from __future__ import annotations
 
@@ -27,17 +30,30 @@ class StreamSpec:
     duplicate_window_s: float = 120.0
 
 
+class ConsumerInUse(RuntimeError):
+    """The durable consumer cannot be converted while an older version reads it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable push consumer with explicit acks, delivered to a queue group."""
+    """A durable pull consumer with explicit acks, shared by every reader of a role."""
     stream: str
     durable: str
     ack_wait_s: float
     max_ack_pending: int
+    max_waiting: int = 512         # pull requests the server keeps waiting at once
 
-    @property
-    def deliver_subject(self) -> str:
-        return f"_lake.deliver.{self.durable}"
+
+def control_subjects(run_id: str) -> dict[str, str]:
+    """The NATS subjects of one pipeline instance: ``drain`` (a message asks its readers to
+    drain) and ``ready`` (each reader announces that it consumes)."""
+    return {kind: f"_lake.control.{run_id}.{kind}" for kind in ("drain", "ready")}
+
+
+def consumer_active(info) -> bool:
+    """True while some reader is attached to the consumer: a waiting pull request (or a
+    bound subscription of a push consumer)."""
+    return bool(getattr(info, "push_bound", False)) or (info.num_waiting or 0) > 0
 
 
 def stream_specs() -> list[StreamSpec]:
@@ -97,10 +113,43 @@ async def ensure_streams(js, specs: list[StreamSpec] | None = None) -> dict[str,
 
 
 async def ensure_consumer(js, spec: ConsumerSpec, stream_name: str | None = None) -> None:
-    """Creates or updates the durable push consumer (explicit ack, queue-group delivery)."""
-    config = api.ConsumerConfig(
-        durable_name=spec.durable, deliver_subject=spec.deliver_subject,
-        deliver_group=spec.durable, deliver_policy=api.DeliverPolicy.ALL,
-        ack_policy=api.AckPolicy.EXPLICIT, ack_wait=spec.ack_wait_s,
-        max_ack_pending=spec.max_ack_pending, replay_policy=api.ReplayPolicy.INSTANT)
-    await js.add_consumer(stream_name or spec.stream, config)
+    """Creates the durable pull consumer (explicit acks, from the start of the stream), or
+    updates the limits (``ack_wait``, ``max_ack_pending``, ``max_waiting``) of the existing
+    one, keeping its position.
+
+    A push consumer of the same name (written by versions before pull consumers) is
+    replaced by a pull consumer that starts at its ack floor: nothing unacked is skipped;
+    messages acked above the floor are delivered again (duplicates, which the readers
+    drop).  While a reader of the old version is still bound to it, ConsumerInUse."""
+    stream = stream_name or spec.stream
+    try:
+        info = await js.consumer_info(stream, spec.durable)
+    except NotFoundError:
+        info = None
+    limits = dict(ack_wait=spec.ack_wait_s, max_ack_pending=spec.max_ack_pending,
+                  max_waiting=spec.max_waiting)
+    if info is not None and not info.config.deliver_subject:
+        config = info.config
+        if any(getattr(config, k) != v for k, v in limits.items()):
+            for key, value in limits.items():
+                setattr(config, key, value)
+            await js.add_consumer(stream, config)
+        return
+    start = {"deliver_policy": api.DeliverPolicy.ALL}
+    if info is not None:                      # a push consumer from an earlier version
+        if info.push_bound:
+            raise ConsumerInUse(
+                f"consumer {spec.durable} on {stream} is a push consumer still read by an "
+                "earlier version of this pipeline: stop that one first (this version "
+                "converts it to a pull consumer that resumes at its ack floor)")
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE,
+                 "opt_start_seq": floor + 1}
+        _LOG.warning("converting push consumer %s on %s to a pull consumer resuming at "
+                     "stream sequence %d (messages acked above it are delivered again "
+                     "and dropped as duplicates by the readers)", spec.durable, stream,
+                     floor + 1)
+        await js.delete_consumer(stream, spec.durable)
+    await js.add_consumer(stream, api.ConsumerConfig(
+        durable_name=spec.durable, ack_policy=api.AckPolicy.EXPLICIT,
+        replay_policy=api.ReplayPolicy.INSTANT, **start, **limits))
