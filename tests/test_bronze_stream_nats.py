@@ -184,7 +184,10 @@ def test_runner_crash_is_restarted_and_loses_nothing(nats_server, tmp_path):
         wait_for(unique_rows, 120, interval=1.0, message="every event after the restart")
         snap = samples(f"http://127.0.0.1:{port}")          # /metrics counts the restart
         assert value(snap, "marketlake_job_restarts_total") == 1
-        assert value(snap, "marketlake_rows_written_total") > 0
+        # the restarted job's counters reach /metrics with the monitor's next poll
+        wait_for(lambda: value(samples(f"http://127.0.0.1:{port}"),
+                               "marketlake_rows_written_total") > 0, 60, interval=0.5,
+                 message="rows written on /metrics")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
     finally:

@@ -7,7 +7,7 @@ The launcher tells the monitor about the job's life (``job_started``, ``job_ende
 - reads the job's ``lake`` counters from the runner (``job_metrics.lake_counters``: the
   SDK workers' Beam metrics, wherever those workers run), and
 - reads the durable consumer's state from JetStream (``consumer_lag``: ``num_pending``,
-  ``num_ack_pending``, ``push_bound``) over a NATS connection of its own,
+  ``num_ack_pending``, ``attached``) over a NATS connection of its own,
 
 and every ``progress_s`` seconds logs one line: rows/s since the last line, totals, lag,
 dead letters by reason, restarts.  Counters survive job restarts: the final counters of
@@ -16,7 +16,7 @@ final counters cannot be read, the last ones read stand in, so the last ``poll_s
 seconds of a crashed job may be missing).  ``collect`` renders everything as Prometheus
 metric families (``marketlake_*``, label ``pipeline``); ``health`` and ``ready`` are the
 ``/healthz`` and ``/readyz`` checks: healthy unless the job failed for good, ready while
-the job runs and the consumer is bound.
+the job runs and a reader is attached to the consumer.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class StreamMonitor:
 
     def ready(self) -> tuple[bool, dict]:
         lag = self._lag
-        bound = bool(lag and lag.push_bound)
+        bound = bool(lag and lag.attached)
         details = {"pipeline": self.pipeline, "phase": self._phase, "consumer_bound": bound}
         if self._lag_error:
             details["consumer_error"] = self._lag_error

@@ -2,8 +2,8 @@
 
 ``ConsumerLag``: ``num_pending`` (stored, not yet delivered), ``num_ack_pending``
 (delivered, not yet acked: the pipeline holds them until their shard is written),
-``num_redelivered`` and ``push_bound`` (a subscriber is bound to the delivery subject),
-read in one request.  Lag = ``num_pending + num_ack_pending``.
+``num_redelivered`` and ``attached`` (a reader is attached: a waiting pull request, or
+messages delivered and not yet acked), read in one request.  Lag = ``num_pending + num_ack_pending``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Optional
 
 from nats.js.errors import NotFoundError
 
-from io_connectors.nats.streams import ConsumerSpec, stream_specs
+from io_connectors.nats.streams import ConsumerSpec, consumer_active, stream_specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ConsumerLag:
     num_pending: int
     num_ack_pending: int
     num_redelivered: int
-    push_bound: bool
+    attached: bool
 
     @property
     def total(self) -> int:
@@ -49,4 +49,4 @@ async def consumer_lag(js, spec: ConsumerSpec, stream: Optional[str] = None) -> 
     info = await js.consumer_info(stream, spec.durable)
     return ConsumerLag(stream, spec.durable, int(info.num_pending or 0),
                        int(info.num_ack_pending or 0), int(info.num_redelivered or 0),
-                       bool(info.push_bound))
+                       consumer_active(info) or int(info.num_ack_pending or 0) > 0)
