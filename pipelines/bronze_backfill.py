@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     args = parse_options_cli("pipelines.bronze_backfill", __doc__, BackfillOptions, argv,
                              required=("--files",), runner_default=(
                                  "FnApiRunner with one worker per core, configs/lake.yaml "
-                                 "backfill.running_mode"))
+                                 "backfill.running_mode"), dask=True)
     options = BackfillOptions(args)
     o = options.view_as(BackfillOptions)
     configure_logging(o.log_level)

@@ -41,7 +41,23 @@ RUNNER_FLAGS = (
      "EXTERNAL (a worker pool at --environment_config), PROCESS, DOCKER"),
     ("--environment_config", None, "e.g. HOST:PORT of the EXTERNAL worker pool"),
 )
-RUNNER_FLAG_NAMES = tuple(f for f, _, _ in RUNNER_FLAGS) + ("--prism_ui", "--prism_ui_port")
+# Flags of the cluster runners (README, Scaling out), shown in --help and passed to Beam
+# unchanged: Flink's for every pipeline, Dask's for the bounded ones (it has no streaming).
+FLINK_FLAGS = (
+    ("--flink_master", None, "FlinkRunner without --job_endpoint: the Flink REST address "
+                             "HOST:PORT (Beam starts its Flink job server jar)"),
+    ("--flink_version", None, "FlinkRunner: the cluster's Flink version"),
+    ("--flink_job_server_jar", None, "FlinkRunner: a local path or URL of Beam's Flink job "
+                                     "server jar (not served on these machines)"),
+    ("--checkpointing_interval", None, "FlinkRunner, streaming: checkpoint every N ms"),
+)
+DASK_FLAGS = (
+    ("--dask_client_address", None, "DaskRunner: tcp://HOST:PORT of the Dask scheduler "
+                                    "(./run.sh dask-up prints one)"),
+    ("--dask_npartitions", None, "DaskRunner: partitions (default: one per date or file)"),
+)
+RUNNER_FLAG_NAMES = (tuple(f for f, _, _ in RUNNER_FLAGS + FLINK_FLAGS + DASK_FLAGS)
+                     + ("--prism_ui", "--prism_ui_port"))
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -124,9 +140,10 @@ def add_progress(ap) -> None:
                          "always = also a plain line every 10 s elsewhere, never")
 
 
-def add_runner_flags(ap, runner_default: str = "DirectRunner") -> None:
+def add_runner_flags(ap, runner_default: str = "DirectRunner", dask: bool = True) -> None:
     """The runner flags (see the module docstring) as a group of ``ap``; ``runner_default``
-    is what ``--runner`` defaults to for this command (shown in the help)."""
+    is what ``--runner`` defaults to for this command (shown in the help); the Flink flags,
+    and with ``dask`` the Dask flags, in a second group."""
     group = ap.add_argument_group(
         "runner", "Beam's other pipeline options (e.g. --direct_num_workers,\n"
                   "--sdk_worker_parallelism) pass through as well.")
@@ -143,12 +160,15 @@ def add_runner_flags(ap, runner_default: str = "DirectRunner") -> None:
                             "the address is logged)")
     group.add_argument("--prism_ui_port", type=int, default=None,
                        help="port of Prism's web UI (default: a free port)")
+    cluster = ap.add_argument_group("cluster runners (README: Scaling out)")
+    for flag, default, text in FLINK_FLAGS + (DASK_FLAGS if dask else ()):
+        cluster.add_argument(flag, default=default, help=text)
 
 
 def beam_args(ns: argparse.Namespace, rest: Sequence[str] = ()) -> list[str]:
     """The runner flags found in ``ns`` (as Beam flags) followed by ``rest``."""
     out = []
-    for flag, _, _ in RUNNER_FLAGS:
+    for flag, _, _ in RUNNER_FLAGS + FLINK_FLAGS + DASK_FLAGS:
         value = getattr(ns, flag[2:], None)
         if value is not None:
             out.append(f"{flag}={value}")
@@ -209,8 +229,8 @@ def iso_dates(value: str) -> list[str]:
 
 
 def options_help_parser(module: str, doc: Optional[str], options_cls,
-                        required: Sequence[str] = (), runner_default: str = "DirectRunner"
-                        ) -> argparse.ArgumentParser:
+                        required: Sequence[str] = (), runner_default: str = "DirectRunner",
+                        dask: bool = False) -> argparse.ArgumentParser:
     """The help/validation parser of a ``PipelineOptions`` class: its flags plus the
     runner flags, in the project's help style.  ``required`` flags are required here
     (a PipelineOptions class cannot declare them: Beam parses every options class in
@@ -219,7 +239,7 @@ def options_help_parser(module: str, doc: Optional[str], options_cls,
     for cls in reversed(options_cls.__mro__):     # the class's own flags and its bases'
         if "_add_argparse_args" in vars(cls) and not cls.__module__.startswith("apache_beam"):
             cls._add_argparse_args(ap)  # pylint: disable=protected-access
-    add_runner_flags(ap, runner_default)
+    add_runner_flags(ap, runner_default, dask)
     for action in ap._actions:  # pylint: disable=protected-access
         if set(action.option_strings) & set(required):
             action.required = True
@@ -228,13 +248,13 @@ def options_help_parser(module: str, doc: Optional[str], options_cls,
 
 def parse_options_cli(module: str, doc: Optional[str], options_cls,
                       argv: Optional[Sequence[str]] = None, required: Sequence[str] = (),
-                      runner_default: str = "DirectRunner") -> list[str]:
+                      runner_default: str = "DirectRunner", dask: bool = False) -> list[str]:
     """For entry points whose flags are a Beam ``PipelineOptions`` class: prints the help
     (``-h``), refuses a bad value the way argparse does (exit 2, the flag named), rewrites
     hyphenated spellings and returns the arguments to build the ``PipelineOptions``
     from.  Flags neither the class nor the runner group knows are left for
     ``runner_setup.reject_unknown_flags`` (Beam's options are valid)."""
-    ap = options_help_parser(module, doc, options_cls, required, runner_default)
+    ap = options_help_parser(module, doc, options_cls, required, runner_default, dask)
     args = normalize_flags(sys.argv[1:] if argv is None else argv, option_names(ap))
     ap.parse_known_args(args)
     return args

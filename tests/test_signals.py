@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -103,7 +104,7 @@ def _stalled_drain(nats_server, tmp_path, s3, *flags):
                           f"--data_root={bucket}/lake", "--flush_max_seconds=1",
                           "--ack_wait_s=12", *flags, log_path=str(log))
     publish(nats_server.url, _trades(2, seed=1))
-    wait_for(lambda: "subscribed" in _log(log), 120,
+    wait_for(lambda: re.search(r"NATS consumer \S+ reading", _log(log)), 120,
              message="the pipeline consuming")
     prism = wait_for(lambda: _prism_children(proc.pid), 30, message="the Prism child")[0]
     s3.kill()
