@@ -184,3 +184,37 @@ def test_monitoring_flags_are_checked(module):
     assert r.returncode == 2 and "argument --metrics_port: '70000' is not a port" in r.stderr
     r = run(module, "--progress_s=-1")
     assert r.returncode == 2 and "argument --progress_s: '-1'" in r.stderr
+
+
+_FORKS_WHILE_GRPC_RUNS = """
+import subprocess, threading, grpc
+from concurrent import futures
+server = grpc.server(futures.ThreadPoolExecutor(4))
+server.add_insecure_port("127.0.0.1:0")
+server.start()
+channel = grpc.insecure_channel("127.0.0.1:1")
+def busy():
+    for _ in range(200):
+        try:
+            grpc.channel_ready_future(channel).result(timeout=0.01)
+        except Exception:
+            pass
+t = threading.Thread(target=busy)
+t.start()
+for _ in range(20):
+    subprocess.Popen(["true"], preexec_fn=lambda: None).wait()
+t.join()
+server.stop(0)
+"""
+
+
+def test_no_grpc_fork_notices_from_a_pipeline_process():
+    """Children started while gRPC threads run (Prism, a promotion's causality rebuild) made
+    gRPC's C core print 'skipping fork() handlers' lines; importing ``pipelines`` switches
+    its fork support off first."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    r = subprocess.run([sys.executable, "-c", "import pipelines\n" + _FORKS_WHILE_GRPC_RUNS],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "fork" not in r.stderr and "epoll" not in r.stderr, r.stderr

@@ -103,13 +103,17 @@ def _stalled_drain(nats_server, tmp_path, s3, *flags):
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
                           f"--data_root={bucket}/lake", "--flush_max_seconds=1",
                           "--ack_wait_s=12", *flags, log_path=str(log))
-    publish(nats_server.url, _trades(2, seed=1))
-    wait_for(lambda: re.search(r"NATS consumer \S+ reading", _log(log)), 120,
-             message="the pipeline consuming")
-    prism = wait_for(lambda: _prism_children(proc.pid), 30, message="the Prism child")[0]
-    s3.kill()
-    publish(nats_server.url, _trades(2, seed=2, start_s=10))
-    wait_for(lambda: "retrying for up to" in _log(log), 120, message="a write retrying")
+    try:
+        publish(nats_server.url, _trades(2, seed=1))
+        wait_for(lambda: re.search(r"NATS consumer \S+ reading", _log(log)), 120,
+                 message="the pipeline consuming")
+        prism = wait_for(lambda: _prism_children(proc.pid), 30, message="the Prism child")[0]
+        s3.kill()
+        publish(nats_server.url, _trades(2, seed=2, start_s=10))
+        wait_for(lambda: "retrying for up to" in _log(log), 120, message="a write retrying")
+    except BaseException:
+        kill_group(proc)                 # a failed set-up leaves nothing running
+        raise
     return proc, log, prism
 
 
