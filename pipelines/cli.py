@@ -165,6 +165,24 @@ def add_runner_flags(ap, runner_default: str = "DirectRunner", dask: bool = True
         cluster.add_argument(flag, default=default, help=text)
 
 
+def add_batch_flags(ap) -> None:
+    """The flags every bounded Beam entry point shares (``silver_build``, ``gold_promote``):
+    ``--data_root``, ``--progress``, ``--log_level`` and the runner flags."""
+    ap.add_argument("--data_root", default=None,
+                    help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
+    add_progress(ap)
+    add_log_level(ap)
+    add_runner_flags(ap)
+
+
+def parse_batch(ap: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None):
+    """Parses a parser built with ``add_batch_flags``: ``(namespace, Beam arguments)``,
+    the Beam arguments being the runner flags given followed by whatever ``ap`` does not
+    know (checked later by ``runner_setup.reject_unknown_flags``)."""
+    args, rest = parse(ap, argv, known_only=True)
+    return args, beam_args(args, rest)
+
+
 def beam_args(ns: argparse.Namespace, rest: Sequence[str] = ()) -> list[str]:
     """The runner flags found in ``ns`` (as Beam flags) followed by ``rest``."""
     out = []
@@ -260,6 +278,6 @@ def parse_options_cli(module: str, doc: Optional[str], options_cls,
     return args
 
 
-__all__ = ["parser", "add_log_level", "add_runner_flags", "beam_args", "normalize_flags",
+__all__ = ["add_batch_flags", "parse_batch", "parser", "add_log_level", "add_runner_flags", "beam_args", "normalize_flags",
            "parse", "iso_date", "iso_dates", "parse_options_cli", "options_help_parser",
            "option_names", "add_progress", "add_monitoring_flags", "port_number", "seconds", "HelpFormatter", "LOG_LEVELS", "RUNNER_FLAG_NAMES"]

@@ -44,13 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--allow_failed_validation", action="store_true",
                     help="promote even though the Silver version's validation failed "
                          "(recorded in the dataset's metadata)")
-    ap.add_argument("--data_root", default=None,
-                    help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
-    cli.add_progress(ap)
-    cli.add_log_level(ap)
-    cli.add_runner_flags(ap)
-    args, rest = cli.parse(ap, argv, known_only=True)
-    beam_args = cli.beam_args(args, rest)
+    cli.add_batch_flags(ap)
+    args, beam_args = cli.parse_batch(ap, argv)
     configure_logging(args.log_level)
     try:
         reject_unknown_flags(beam_args, cli.option_names(ap))

@@ -61,14 +61,9 @@ def main(argv=None) -> int:
                         help="D1,D2 (YYYY-MM-DD) | A..B (weekdays from A to B) | all (every "
                              "date with Bronze futures trades)")
     parser.add_argument("--force", action="store_true", help="rebuild dates already built")
-    parser.add_argument("--data_root", default=None,
-                        help="lake root (default: env DATA_ROOT, else configs/lake.yaml)")
     parser.add_argument("--json", action="store_true", help="print the stats as JSON")
-    cli.add_progress(parser)
-    cli.add_log_level(parser)
-    cli.add_runner_flags(parser)
-    args, rest = cli.parse(parser, argv, known_only=True)
-    beam_args = cli.beam_args(args, rest)
+    cli.add_batch_flags(parser)
+    args, beam_args = cli.parse_batch(parser, argv)
     configure_logging(args.log_level)
     try:
         reject_unknown_flags(beam_args, cli.option_names(parser))

@@ -3,8 +3,8 @@
 Streaming (``FlushPolicy``): per key, a shard is released when ``max_events`` events
 have accumulated, or ``max_seconds`` of processing time after the first buffered event,
 whichever comes first, also when no further events arrive; whatever is buffered when the
-input ends (drain, bounded read) is released then.  Bounded (``BoundedShards``): all values
-of a key in a deterministic order, cut into shards of ``max_events``.
+input ends (drain, bounded read) is released then.  (Bounded input, the backfill, is cut
+into shards by ``io_connectors.lake.bounded_shards.WriteBoundedShards``.)
 
 Streaming with batched input (``BatchedFlushPolicy``, what ``bronze_stream`` uses): the
 same rule, with full shards cut before the shuffle.  Sending every event through the
@@ -241,28 +241,3 @@ class BatchedFlushPolicy(_FlushRule):
         flushed = cut[_CutFullShards.REST] | "FlushRest" >> FlushPolicy(self.max_events,
                                                                           self.max_seconds)
         return cut.full, flushed
-
-
-def _sorted_chunks(keyed, size):
-    key, values = keyed
-    ordered = sorted(values, key=lambda v: (v[1][0], repr(v[1])))
-    for i in range(0, len(ordered), size):
-        yield key, ordered[i:i + size]
-
-
-class BoundedShards(_FlushRule):
-    """The rule for bounded input (backfills): all values of a key, in a deterministic
-    order (first field of the row, then the whole row), cut into shards of ``max_events``.
-
-    Input: ``(key, (token, row_tuple))``.  Output: ``(key, [(token, row), ...])``.  The
-    same input always gives the same shards, which makes content-addressed file names (and
-    so idempotent re-runs) possible.  ``max_seconds`` does not apply to bounded input.
-    """
-
-    def __init__(self, max_events: int):
-        super().__init__(max_events, 1.0)
-
-    def expand(self, pcoll):
-        return (pcoll
-                | "GroupKey" >> beam.GroupByKey()
-                | "Chunk" >> beam.FlatMap(_sorted_chunks, self.max_events))
