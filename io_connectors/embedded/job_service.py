@@ -9,9 +9,9 @@ pipelines are submitted with
 
 and their user code runs in SDK worker processes the pool starts, not in the submitting
 process.  Ports are free ports unless configured (``configs/runner.yaml`` ``job_service``
-or the arguments); the worker pool listens on 127.0.0.1 only.  Prism 2.77 has no flag for
-its listening address: it accepts connections on every interface of the machine, which
-the README states.  Processes, pids and logs are kept under the state folder
+or the arguments); both listen on 127.0.0.1 only (Prism 2.77 has no flag for its
+listening address; the Prism ``./run.sh setup`` builds listens on ``PRISM_LISTEN_HOST``,
+default 127.0.0.1).  Processes, pids and logs are kept under the state folder
 (``.run/jobserver`` by default, ignored by git).
 """
 from __future__ import annotations
