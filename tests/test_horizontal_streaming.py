@@ -171,16 +171,41 @@ def test_two_gold_instances_split_the_signals(nats_server, tmp_path):
     assert consumer_state(nats_server.url, *GOLD) == (0, 0)
 
 
+def _waiting_pulls(url: str, stream: str, durable: str) -> int:
+    """Pull requests waiting at the consumer (``num_waiting``)."""
+    import asyncio
+    import nats
+
+    async def go():
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().consumer_info(stream, durable)).num_waiting or 0
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
 def test_readers_of_one_instance_share_the_work(nats_server, tmp_path):
+    """Both readers of ``--num_readers=2`` ask the consumer for work, so a backlog that
+    arrives while both wait is split between them (whichever of them the runner schedules
+    first, and however loaded the machine is)."""
     data_root = str(tmp_path / "lake")
     events = _mixed_events()
-    publish(nats_server.url, events)
     log = str(tmp_path / "bronze.log")
     proc = start_pipeline("pipelines.bronze_stream", f"--nats_url={nats_server.url}",
-                          f"--data_root={data_root}", "--num_readers=2", "--stop_at_end",
-                          log_path=log)
+                          f"--data_root={data_root}", "--num_readers=2",
+                          "--flush_max_seconds=1", log_path=log)
     try:
-        assert proc.wait(180) == 0, _log(log)[-3000:]
+        wait_for(lambda: len(set(re.findall(r"reading \(split (\d+)", _log(log)))) == 2, 120,
+                 message="both readers reading")
+        # a reader has at most window / batch = 3 requests out: 4 waiting means both do
+        wait_for(lambda: _waiting_pulls(nats_server.url, *BRONZE) >= 4, 60, interval=0.2,
+                 message="pull requests of both readers waiting")
+        publish(nats_server.url, events)
+        wait_for(lambda: sum(count_rows(data_root, d) for d in DATASETS) == len(events), 180,
+                 interval=0.5, message="every event landed")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, _log(log)[-3000:]
     finally:
         kill_group(proc)
     per_split = {int(i): int(n) for i, n in
