@@ -36,7 +36,6 @@ from io_connectors.nats import async_runtime
 from io_connectors.nats import source as nats_source
 from io_connectors.nats.settings import NatsSettings
 from io_connectors.retry_policy import abandon_retries
-from io_connectors.monitoring.job_metrics import lake_counters
 from pipelines.prism_service import local_runner
 
 _LOG = logging.getLogger(__name__)
@@ -64,11 +63,6 @@ def _publish_drain(settings: NatsSettings, subject: str, timeout_s: float = 5.0)
     except Exception:  # pylint: disable=broad-except
         _LOG.warning("could not publish the drain request on %s", subject, exc_info=True)
         return False
-
-
-def summarize(result) -> dict:
-    """Committed counters of the lake namespace (rows_written/<dataset>, …) of a job."""
-    return lake_counters(result, live=False) or {}
 
 
 def _fetch_metrics(result) -> None:
