@@ -52,8 +52,10 @@ class _TickReader(UnboundedReader):
             return False
         self.last = time.time()
         self.i += 1
-        with open(self.progress_file, "w") as fh:
+        tmp = f"{self.progress_file}.tmp"
+        with open(tmp, "w") as fh:       # replaced whole: a reader never sees it empty
             fh.write(str(self.i))
+        os.replace(tmp, self.progress_file)
         return True
 
     def get_current(self):
