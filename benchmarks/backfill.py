@@ -25,7 +25,7 @@ start to exit, peak memory summed over the process and its children (sampled fro
   ``pq.write_table(..., compression="zstd")``, single-threaded, no validation, no
   partitioning, one file per input.
 
-Ratio = Databento's seconds / ours (>= 1.0 means ours is at least as fast; the target),
+``--datasets`` picks the sets.  Ratio = Databento's seconds / ours (>= 1.0 means ours is at least as fast; the target),
 each side's median of ``--repeat`` runs (default 3, the two alternating).
 Then all the files again with other runners (``--other_runners``: the FnApiRunner with two
 worker processes, and Prism, the DirectRunner's engine, which has one Python worker), our
@@ -236,6 +236,9 @@ def main(argv=None) -> int:
                     help="runner flags for our backfill (default: none, the backfill's own)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per dataset, ours and Databento alternating; medians printed")
+    ap.add_argument("--datasets", nargs="+", default=["trades", "mbp-10", "all"],
+                    choices=["trades", "mbp-10", "all"],
+                    help="which file sets to measure (default: all three)")
     ap.add_argument("--other_runners", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--skip_memory_check", action="store_true")
     args = ap.parse_args(argv)
@@ -254,7 +257,8 @@ def main(argv=None) -> int:
         print(f"{args.days} synthetic days (scale {args.scale}); ours: "
               f"bronze_backfill {' '.join(args.runner) or '(its default runner)'}")
         results = []
-        for label, files in sets:
+        chosen = [(label, files) for label, files in sets if label in args.datasets]
+        for label, files in chosen:
             runs = []
             for _ in range(args.repeat):          # ours and Databento alternate
                 r = measure(label, files, work, args.runner, db_py)
@@ -271,7 +275,7 @@ def main(argv=None) -> int:
                   + (f"  (median of {args.repeat}; ratios "
                      + ", ".join(f"{x['db']['s'] / x['ours']['s']:.2f}" for x in runs) + ")"
                      if args.repeat > 1 else ""), flush=True)
-        if args.other_runners:
+        if args.other_runners and "all" in args.datasets:
             label, files = sets[-1]
             db_s = results[-1]["db"]["s"]
             for name, flags in OTHER_RUNNERS.items():
@@ -279,7 +283,7 @@ def main(argv=None) -> int:
                 want = check_rows(name, files, rows)
                 print(f"  all, {name}: {ours['s']:6.2f} s {want / ours['s']:>9,.0f} rows/s "
                       f"peak {_mb(ours['peak']):>8} | ratio {db_s / ours['s']:.2f}x", flush=True)
-        if not args.skip_memory_check:
+        if not args.skip_memory_check and "all" in args.datasets:
             one = measure("one-day", list(list(days.values())[0].values()), work, args.runner,
                           db_py)
             print(f"  memory: ours peak {_mb(one['ours']['peak'])} for 1 day, "

@@ -4,16 +4,16 @@
 
 Wiring only:
 
-    ReadDbnBlocks      files -> blocks of records (zstd unpacked once into the run's staging
-                       folder), spread over the workers
-    DecodeDbnBlocks    block -> Bronze rows per shard key, column-wise with every rule as
+    ReadDbnShares      files -> shares of files (share k of n decodes every n-th block of
+                       records, streaming the file, zstd or not), spread over the workers
+    DecodeDbnShares    share -> Bronze rows per shard key, column-wise with every rule as
                        array operations (per message for what that path does not take),
                        dead letters with their reasons; pieces in the staging folder
     WriteBoundedShards per shard key: canonical order, shards of the flush size, each
                        named by a hash of its rows (a re-run adds no file)
 
 Same layout, schemas and rules as the streaming path.  After the job the driver checks
-from the records the steps left that every file, block and shard key was done (exit 1
+from the records the steps left that every file share and shard key was done (exit 1
 naming what is missing otherwise), prints rows, files, dead letters and skips per
 dataset, and removes the staging folder.  Without ``--runner`` it runs on the FnApiRunner
 with one worker per core, the set-up the README recommends for bulk loads ("Backfill").
@@ -37,9 +37,8 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   StandardOptions)
 
 from io_connectors.config import ConfigError, bronze_rules, load_config
-from io_connectors.dbn.backfill import (DecodeDbnBlocks, ReadDbnBlocks, file_records,
-                                        unit_records)
-from io_connectors.dbn.blocks import plan_files
+from io_connectors.dbn.backfill import DecodeDbnShares, ReadDbnShares, unit_records
+from io_connectors.dbn.blocks import plan_files, plan_shares, shares_for
 from io_connectors.dbn.decode import load_instruments
 from io_connectors.dbn.run_report import BackfillReport
 from io_connectors.lake.bounded_shards import KEYS, WriteBoundedShards
@@ -71,11 +70,15 @@ class BackfillOptions(PipelineOptions):
         parser.add_argument("--shard_max_events", type=int, default=None,
                             help="rows per shard (default: the Bronze flush size)")
         parser.add_argument("--block_mb", type=float, default=None,
-                            help="MB of DBN records per block, the unit of work and of "
-                                 "memory (default: configs/lake.yaml backfill.block_mb)")
+                            help="MB of DBN records per block, the unit of decoding and "
+                                 "of memory (default: configs/lake.yaml backfill.block_mb)")
+        parser.add_argument("--shares_per_file", type=int, default=None,
+                            help="workers sharing one DBN file, each decoding every n-th "
+                                 "block (default: configs/lake.yaml backfill."
+                                 "shares_per_file)")
         parser.add_argument("--staging_dir", default=None,
-                            help="scratch folder for unpacked blocks and row pieces, seen "
-                                 "by every worker (default: <data_root>/_staging/backfill)")
+                            help="scratch folder for row pieces, seen by every worker "
+                                 "(default: <data_root>/_staging/backfill)")
         parser.add_argument("--per_message", action="store_true",
                             help="decode every file record by record through the bus JSON "
                                  "parser (the reference path, about 20x slower)")
@@ -83,14 +86,14 @@ class BackfillOptions(PipelineOptions):
         add_log_level(parser)
 
 
-def build(p: beam.Pipeline, files, instruments, storage: LakeStorage, staging: Staging,
+def build(p: beam.Pipeline, shares, instruments, storage: LakeStorage, staging: Staging,
           max_events: int, block_bytes: int, rules=None, include_spreads: bool = False):
-    """Adds the backfill graph to ``p`` (``files`` from ``plan_files``); returns the
+    """Adds the backfill graph to ``p`` (``shares`` from ``plan_shares``); returns the
     ``(relative_path, rows)`` PCollection of the files written."""
     return (p
-            | "ReadDbn" >> ReadDbnBlocks(files, staging, block_bytes)
-            | "Decode" >> DecodeDbnBlocks(instruments, staging, rules or bronze_rules(),
-                                          include_spreads)
+            | "ReadDbn" >> ReadDbnShares(shares)
+            | "Decode" >> DecodeDbnShares(instruments, staging, rules or bronze_rules(),
+                                          block_bytes, include_spreads)
             | "WriteShards" >> WriteBoundedShards(storage, staging, shard_layout, max_events,
                                                   parquet_options()))
 
@@ -124,12 +127,40 @@ def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> No
         direct.direct_num_workers = os.cpu_count() or 1
 
 
-def _progress_counts(staging: Staging) -> dict:
-    """Files unpacked, blocks decoded (of those planned so far) and rows written, from the
-    records the steps leave in the staging folder as they finish (any runner)."""
-    unpacked = file_records(staging)
-    planned = sum(len(r["units"]) for r in unpacked.values())
-    return {"files": len(unpacked), "blocks": (len(unit_records(staging)), planned or None),
+def _shares_per_file(o: BackfillOptions, options: PipelineOptions, files, lake: dict) -> int:
+    """``--shares_per_file``, else configs/lake.yaml ``backfill.shares_per_file``; ``auto``:
+    about two shares per worker (``blocks.shares_for``), the workers being the
+    FnApiRunner's ``direct_num_workers``, one on Prism (one Python worker), else the
+    machine's cores."""
+    if o.shares_per_file is not None:
+        if o.shares_per_file < 1:
+            raise UsageError("--shares_per_file must be >= 1")
+        return o.shares_per_file
+    given = lake.get("backfill", {}).get("shares_per_file", "auto")
+    if given != "auto":
+        if type(given) is not int or given < 1:
+            raise ConfigError("configs/lake.yaml backfill.shares_per_file must be a whole "
+                              f"number >= 1 or auto, got {given!r}")
+        return given
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if runner.endswith("FnApiRunner"):
+        workers = options.view_as(DirectOptions).direct_num_workers or 1
+    elif runner in ("DirectRunner", "PrismRunner"):
+        workers = 1
+    else:
+        workers = os.cpu_count() or 1
+    return shares_for(files, workers)
+
+
+def _progress_counts(staging: Staging, shares) -> dict:
+    """Files and shares decoded and rows written, from the records the steps leave in the
+    staging folder as they finish (any runner)."""
+    done = unit_records(staging)
+    per_file: dict = {}
+    for s in shares:
+        per_file.setdefault(s.file.index, []).append(s.unit in done)
+    return {"files": sum(all(v) for v in per_file.values()),
+            "shares": sum(s.unit in done for s in shares),
             "rows": sum(r["rows"] for r in staging.read_jsons(KEYS))}
 
 
@@ -154,7 +185,8 @@ def main(argv=None) -> int:
                           uuid.uuid4().hex[:12])
         prepare_runner(options, streaming=False, dask=True)
         files = plan_files(list(o.files), columnar=not o.per_message)
-        dask_partitions(options, len(files))
+        shares = plan_shares(files, _shares_per_file(o, options, files, load_config("lake")))
+        dask_partitions(options, len(shares))
         instruments = load_instruments([f.path for f in files])
         check_data_root(storage, create=True)        # fail fast: writable, or bucket there
     except (UsageError, ConfigError, FileNotFoundError, ValueError) as exc:
@@ -162,17 +194,17 @@ def main(argv=None) -> int:
     except StartupError as exc:
         fail(str(exc), exc.exit_code)
     p = beam.Pipeline(options=options)
-    build(p, files, instruments, storage, staging, max_events, block_bytes, rules,
+    build(p, shares, instruments, storage, staging, max_events, block_bytes, rules,
           o.include_spreads)
     tune_gc_for_streaming()        # the driver (and in-process runners' workers)
     progress = Progress("backfill", o.progress)
     progress.task("files", total=len(files), unit="file")
-    progress.task("blocks", unit="block")
+    progress.task("shares", total=len(shares), unit="share")
     progress.task("rows", unit="row")
     try:
-        run_batch(p, progress, lambda *_: _progress_counts(staging))
-        report = BackfillReport.read(staging, files)
-        progress.close(_progress_counts(staging))
+        run_batch(p, progress, lambda *_: _progress_counts(staging, shares))
+        report = BackfillReport.read(staging, shares)
+        progress.close(_progress_counts(staging, shares))
     except Exception as exc:  # pylint: disable=broad-except
         # The job failed (a bad file, storage down): files already written stay (each is
         # whole); a re-run writes what is missing.  One line with the cause, not the

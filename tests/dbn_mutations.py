@@ -172,7 +172,7 @@ def _write(path: str, meta, records: np.ndarray, compress: bool) -> str:
 def write_mutated_session(folder: str, seed: int, n_trades: int = 3000,
                           n_books: int = 1500) -> list[str]:
     """Writes ``definition.dbn``, ``trades.dbn.zst`` and ``mbp-10.dbn`` (uncompressed, so
-    the in-place block path runs too) into ``folder``; returns their paths."""
+    the plain-file block reader runs too) into ``folder``; returns their paths."""
     rng = random.Random(seed)
     os.makedirs(folder, exist_ok=True)
     defs = os.path.join(folder, "definition.dbn")

@@ -98,11 +98,12 @@ def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
     files, _, want = session
     root = str(tmp_path / "lake")
     log = backfill(files, root, *MULTI, "--block_mb=0.02", "--progress=always")  # ~40 blocks
-    assert "blocks decoded by 2 workers, shard keys written by 2" in log
+    assert "file shares decoded by 2 workers, shard keys written by 2" in log
     # progress asked for: read from the staging records while the job runs, then final
-    final = re.findall(r"\[backfill\] files (\d+)/(\d+), blocks (\d+)/(\d+), rows ([\d,]+)", log)
+    final = re.findall(r"\[backfill\] files (\d+)/(\d+), shares (\d+)/(\d+), rows ([\d,]+)", log)
     assert final and final[-1][0] == final[-1][1] == str(len(files))
-    assert final[-1][2] == final[-1][3] and int(final[-1][2]) >= 20
+    # two workers, two columnar files (trades, MBP-10): each file in two shares
+    assert final[-1][2] == final[-1][3] == str(2 * 2 + len(files) - 2)
     got = lake_files(root)
     assert sorted(got) == sorted(want)
     assert all(got[rel].equals(t) for rel, t in want.items())
@@ -159,34 +160,50 @@ def test_a_bad_config_bound_stops_before_anything_runs(session, tmp_path):
     assert not (tmp_path / "lake").exists()
 
 
+@pytest.mark.parametrize("flag,old,new,message", [
+    ("--shares_per_file=0", None, None, "--shares_per_file must be >= 1"),
+    (None, "shares_per_file: auto", "shares_per_file: two",
+     "backfill.shares_per_file must be a whole number >= 1 or auto, got 'two'")])
+def test_a_bad_share_count_stops_before_anything_runs(session, tmp_path, flag, old, new,
+                                                      message):
+    files, _, _ = session
+    env = {"LAKE_CONFIG_DIR": configs_with(tmp_path, old, new)} if old else None
+    code, err = run_backfill(files, str(tmp_path / "lake"), *([flag] if flag else []), env=env)
+    assert code == 2 and message in err
+    assert not (tmp_path / "lake").exists()
+
+
 def test_the_report_names_lost_work(tmp_path):
     """A unit whose record is missing (a runner that dropped it silently) or a key written
     with fewer rows makes the run incomplete, named."""
-    from io_connectors.dbn.backfill import FILES, UNITS
-    from io_connectors.dbn.blocks import DbnFile
+    from io_connectors.dbn.backfill import UNITS
+    from io_connectors.dbn.blocks import DbnFile, plan_shares
     from io_connectors.dbn.run_report import BackfillReport
     from io_connectors.lake.bounded_shards import key_record_name
     from io_connectors.lake.staging import Staging
     st = Staging(str(tmp_path), "run")
     files = [DbnFile(0, "a.dbn", "trades", 3, False, True, 10),
              DbnFile(1, "b.dbn", "trades", 3, False, True, 10)]
-    st.write_json(f"{FILES}/00000.json", {"file": 0, "units": ["00000-000000", "00000-000001"]})
+    shares = plan_shares(files, 2)
+    assert [s.unit for s in shares] == ["00000-s0", "00000-s1", "00001-s0", "00001-s1"]
     key = "futures/trades|ES|2024-12-02|14"
-    st.write_json(f"{UNITS}/00000-000000.json", {
-        "unit": "00000-000000", "file": 0, "pid": 1, "rows": {key: 5}, "dead_letters": {},
-        "stats": {"records": 5, "skipped": {}, "undefined_prices": 0, "spreads_filtered": 0,
-                  "unknown_records": 0}})
+    for unit in ("00000-s0", "00001-s0", "00001-s1"):
+        st.write_json(f"{UNITS}/{unit}.json", {
+            "unit": unit, "file": int(unit[:5]), "pid": 1, "rows": {key: 5} if unit == "00000-s0"
+            else {}, "dead_letters": {},
+            "stats": {"records": 5, "skipped": {}, "undefined_prices": 0,
+                      "spreads_filtered": 0, "unknown_records": 0}})
     st.write_json(key_record_name(key), {"key": key, "rows": 4, "written": 1, "present": 0,
                                          "pid": 1})
-    report = BackfillReport.read(st, files)
+    report = BackfillReport.read(st, shares)
     assert not report.complete
-    assert report.missing == ["file not unpacked: b.dbn", "block not decoded: 00000-000001",
+    assert report.missing == ["share not decoded: 00000-s1",
                               f"shard key {key}: 4 rows written of 5"]
-    assert "MISSING: block not decoded: 00000-000001" in report.lines()
+    assert "MISSING: share not decoded: 00000-s1" in report.lines()
 
 
 def test_backfill_into_s3_equals_the_local_lake_and_leaves_no_staging(session, tmp_path):
-    """Staging (raw blocks, pieces, records) and shards on a real S3 server (SeaweedFS):
+    """Staging (pieces, records) and shards on a real S3 server (SeaweedFS):
     the same files as on local disk, and the run's staging prefix is gone afterwards."""
     import pyarrow.fs as pafs
     from io_connectors.embedded.s3_server import EmbeddedS3Server

@@ -2,7 +2,8 @@
 
 For each seed, DBN files full of edge cases (tests/dbn_mutations.py) are decoded twice:
 record by record (``decode.iter_events`` -> bus JSON -> ``route_message``, the reference)
-and block by block (``blocks.unpack`` with a random block size -> ``columnar.decode_block``).
+and block by block (``blocks.share_blocks`` with a random block size and number of shares
+-> ``columnar.decode_block``).
 Both must give the same Bronze rows per shard key, the same dead letters with the same
 reasons and payloads, and the same decoder counts (skips by reason, events, empty sides).
 """
@@ -16,9 +17,8 @@ import pyarrow as pa
 import pytest
 
 from io_connectors.dbn import decode as D
-from io_connectors.dbn.blocks import block_records, plan_files, unpack
+from io_connectors.dbn.blocks import NotColumnar, plan_files, plan_shares, share_blocks
 from io_connectors.dbn.columnar import decode_block
-from io_connectors.lake.staging import Staging
 from tests.dbn_mutations import write_mutated_session
 from transforms.arrow_rows import rows_to_table
 from transforms.bronze_route import route_message
@@ -70,28 +70,30 @@ def per_message(paths, rules, include_spreads):
     return {k: [v] for k, v in rows.items()}, _merged([stats])
 
 
-def columnar(paths, rules, include_spreads, block_bytes, staging):
+def columnar(paths, rules, include_spreads, block_bytes, shares):
     instruments = D.load_instruments(paths)
     parts = collections.defaultdict(list)
-    stats, blocks = [], 0
-    for f in plan_files(paths):
-        for block in unpack(f, staging, block_bytes):
-            if block.per_message:            # the definitions file: no market events
-                st = D.DecodeStats()
-                assert list(D.iter_events([f.path], instruments, include_spreads,
-                                          "replay", st)) == []
-                stats.append(st)
-                continue
-            blocks += 1
+    stats, blocks = [], []
+    for share in plan_shares(plan_files(paths), shares):
+        f = share.file
+        if share.per_message:            # the definitions file: no market events
+            st = D.DecodeStats()
+            assert list(D.iter_events([f.path], instruments, include_spreads,
+                                      "replay", st)) == []
+            stats.append(st)
+            continue
+        for b, records in share_blocks(share, block_bytes):
+            blocks.append((f.index, b))
             lookup = D.FileInstruments(instruments, D.read_metadata(f.path))
-            out = decode_block(block_records(block, staging), f.schema, lookup, f.version,
+            out = decode_block(records, f.schema, lookup, f.version,
                                include_spreads, "replay", rules)
             for key, table in out.tables:
                 parts[key].append(table)
             for key, (_, row) in out.routed:
                 parts[key].append(rows_to_table([row], shard_layout(key)[1]))
             stats.append(out.stats)
-    return dict(parts), _merged(stats), blocks
+    assert len(blocks) == len(set(blocks))           # no block in two shares
+    return dict(parts), _merged(stats), len(blocks)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -101,9 +103,9 @@ def test_columnar_decoder_equals_the_per_message_path(seed, tmp_path):
     rules = TIGHT if seed % 3 == 2 else DEFAULT_RULES
     include_spreads = seed % 2 == 1
     block_bytes = rng.choice([3_000, 20_000, 100_000, 10**8])
-    staging = Staging(str(tmp_path / "staging"), "run")
+    shares = rng.choice([1, 2, 3, 7])
     want_rows, want_stats = per_message(paths, rules, include_spreads)
-    got_parts, got_stats, blocks = columnar(paths, rules, include_spreads, block_bytes, staging)
+    got_parts, got_stats, blocks = columnar(paths, rules, include_spreads, block_bytes, shares)
     want, got = _canonical(want_rows), _canonical(got_parts)
     assert sorted(got) == sorted(want)
     for key in want:
@@ -134,7 +136,7 @@ def test_the_mutations_reach_every_rule(tmp_path):
 
 def test_a_file_holding_other_records_goes_message_by_message(tmp_path):
     """A trades file with a definition record in it is refused by the columnar decoder as
-    a whole (unpack gives one per-message unit), and its staged blocks are removed."""
+    a whole: every share of it meets the record (NotColumnar), whichever blocks it owns."""
     import zstandard
     from tests.dbn_mutations import definitions, trades_records, T0
     rng = random.Random(1)
@@ -144,13 +146,16 @@ def test_a_file_holding_other_records_goes_message_by_message(tmp_path):
     body = recs[:300].tobytes() + bytes(definitions()[0]) + recs[300:].tobytes()
     with open(path, "wb") as fh:
         fh.write(zstandard.ZstdCompressor().compress(bytes(meta.encode()) + body))
-    staging = Staging(str(tmp_path / "staging"), "run")
     (f,) = plan_files([path])
     assert f.columnar
-    units = unpack(f, staging, 48 * 100)
-    assert [u.per_message for u in units] == [True]
-    assert list(staging.read_jsons("raw")) == [] and not list(
-        (tmp_path / "staging" / "run" / "raw").glob("*.dbn"))
+    shares = plan_shares([f], 3)
+    assert [s.per_message for s in shares] == [False] * 3
+    for share in shares:
+        owned = []
+        with pytest.raises(NotColumnar):
+            for b, _ in share_blocks(share, 48 * 100):     # blocks of 100 records
+                owned.append(b)
+        assert all(b % 3 == share.share and b < 3 for b in owned)   # the record: block 3
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):
@@ -162,4 +167,4 @@ def test_truncated_file_is_a_clear_error(tmp_path):
         fh.write(bytes(meta.encode()) + recs.tobytes()[:-7])
     (f,) = plan_files([path])
     with pytest.raises(ValueError, match="truncated DBN file"):
-        unpack(f, Staging(str(tmp_path / "s"), "r"), 10**6)
+        list(share_blocks(plan_shares([f], 1)[0], 10**6))

@@ -1,29 +1,35 @@
-"""DBN files cut into blocks of records that any worker can decode on its own.
+"""DBN files cut into shares of work that any worker can decode on its own.
 
 - ``plan_files(paths)`` (when the pipeline is built): one ``DbnFile`` per path from its
   header: schema, DBN version, where the records start, whether it is zstd, and whether the
   columnar decoder takes it (``columnar.columnar_layout``: single-schema ``trades`` or
   ``mbp-10`` files).  A missing or unreadable file stops the run before anything starts.
-- ``unpack(file, staging, block_bytes)`` (a worker): the file's ``DbnBlock`` units.  A zstd
-  file cannot be entered in the middle, so it is decompressed once, as a stream, into raw
-  blocks of about ``block_bytes`` in the run's staging folder; an uncompressed file is
-  used in place (a block is an offset and a count).  Every record is checked to be of the
-  schema's type and size; a file holding anything else (definitions, symbol mappings,
-  records with ``ts_out``) becomes one per-message unit instead, as does every file the
-  columnar decoder does not take.  Memory: one block at a time.
+- ``plan_shares(files, shares)``: the units of work.  A columnar file is read as
+  consecutive blocks of about ``block_bytes`` of records; share ``k`` of ``n`` decodes the
+  blocks ``k, k + n, k + 2n, ...``, so ``n`` workers share one file.  A zstd file cannot
+  be entered in the middle, so every share streams the whole file through the
+  decompressor (cheap: about a tenth of the decoding) and decodes only its own blocks;
+  nothing is unpacked to disk.  A file the columnar decoder does not take is one
+  per-message share.
+- ``share_blocks(share, block_bytes)`` (a worker): the records of the share's blocks, one
+  block at a time (memory: one block).  Every record of every block, the share's or not,
+  is checked to be of the schema's type and size; a file holding anything else
+  (definitions, symbol mappings, records with ``ts_out``) raises ``NotColumnar`` in every
+  share, whose decoder then hands the whole file to the per-message path (share 0 decodes
+  it, the others give nothing).  A truncated file raises ValueError.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import zstandard
 
 from io_connectors.dbn.columnar import columnar_layout
 from io_connectors.dbn.decode import read_metadata
-from io_connectors.lake.staging import Staging, read_records
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PREFIX = 8                      # b"DBN" + version byte + u32 metadata length
@@ -44,17 +50,20 @@ class DbnFile:
 
 
 @dataclasses.dataclass(frozen=True)
-class DbnBlock:
+class DbnShare:
     """One unit of decoding work.  ``unit``: its id in the run; ``per_message``: decode the
-    whole file with the per-message path; else ``count`` records at byte ``offset`` of
-    ``raw`` (a staged block, relative to the run's staging folder) or, when ``raw`` is
-    None, of the file itself."""
+    whole file with the per-message path; else the blocks ``share, share + shares, ...``
+    of the file's records."""
     unit: str
     file: DbnFile
     per_message: bool
-    raw: Optional[str] = None
-    offset: int = 0
-    count: int = 0
+    share: int = 0
+    shares: int = 1
+
+
+class NotColumnar(Exception):
+    """The file holds records the columnar decoder does not take (see the module
+    docstring)."""
 
 
 def plan_files(paths: list[str], columnar: bool = True) -> list[DbnFile]:
@@ -76,8 +85,26 @@ def plan_files(paths: list[str], columnar: bool = True) -> list[DbnFile]:
     return out
 
 
-def per_message_unit(file: DbnFile) -> DbnBlock:
-    return DbnBlock(f"{file.index:05d}-m", file, per_message=True)
+def shares_for(files: list[DbnFile], workers: int) -> int:
+    """Shares per columnar file so that ``workers`` have about two units each: ``workers``
+    when there is one file, 1 once there are twice as many files as workers."""
+    n = sum(1 for f in files if f.columnar)
+    if n == 0 or workers <= 1:
+        return 1
+    return max(1, min(workers, math.ceil(2 * workers / n)))
+
+
+def plan_shares(files: list[DbnFile], shares: int) -> list[DbnShare]:
+    """The units of work of ``files`` (see the module docstring), largest files first."""
+    if shares < 1:
+        raise ValueError("shares per file must be >= 1")
+    out = []
+    for f in sorted(files, key=lambda f: (-f.size, f.index)):
+        if not f.columnar:
+            out.append(DbnShare(f"{f.index:05d}-m", f, per_message=True))
+            continue
+        out += [DbnShare(f"{f.index:05d}-s{k}", f, False, k, shares) for k in range(shares)]
+    return out
 
 
 def _read_exact(reader, n: int) -> bytes:
@@ -97,57 +124,45 @@ def _framed(records: np.ndarray, rtype: int, size: int) -> bool:
     return bool((records["rtype"] == rtype).all() and (records["length"] == size // 4).all())
 
 
-def unpack(file: DbnFile, staging: Staging, block_bytes: int) -> list[DbnBlock]:
-    """The file's blocks (see the module docstring); ValueError for a truncated file."""
-    if not file.columnar:
-        return [per_message_unit(file)]
-    rtype, dtype = columnar_layout(file.schema)
-    size = dtype.itemsize
-    per_block = max(1, block_bytes // size)
-    if not file.compressed:
-        with open(file.path, "rb") as fh:
-            head = fh.read(_PREFIX)
-        start = _PREFIX + int.from_bytes(head[4:8], "little")
-        body = os.path.getsize(file.path) - start
-        if body % size:
-            raise ValueError(f"{file.path}: truncated DBN file ({body % size} trailing bytes)")
-        blocks = []
-        for b, first in enumerate(range(0, body // size, per_block)):
-            part = read_records(file.path, dtype, start + first * size, per_block)
-            if not _framed(part, rtype, size):
-                return [per_message_unit(file)]
-            blocks.append(DbnBlock(f"{file.index:05d}-{b:06d}", file, False, None,
-                                   start + first * size, len(part)))
-        return blocks
-    blocks = []
-    with open(file.path, "rb") as fh:
+def _compressed_blocks(path: str, dtype: np.dtype, per_block: int) -> Iterator[np.ndarray]:
+    with open(path, "rb") as fh:
         reader = zstandard.ZstdDecompressor().stream_reader(fh)
         head = _read_exact(reader, _PREFIX)
         _read_exact(reader, int.from_bytes(head[4:8], "little"))
-        b = 0
         while True:
-            data = _read_exact(reader, per_block * size)
+            data = _read_exact(reader, per_block * dtype.itemsize)
             if not data:
-                break
-            if len(data) % size:
-                raise ValueError(f"{file.path}: truncated DBN file "
-                                 f"({len(data) % size} trailing bytes)")
-            if not _framed(np.frombuffer(data, dtype), rtype, size):   # header fields only
-                for blk in blocks:
-                    staging.remove(blk.raw)
-                return [per_message_unit(file)]
-            unit = f"{file.index:05d}-{b:06d}"
-            rel = f"raw/{unit}.dbn"
-            with staging.open_output(rel) as out:
-                out.write(data)
-            blocks.append(DbnBlock(unit, file, False, rel, 0, len(data) // size))
-            b += 1
-    return blocks
+                return
+            if len(data) % dtype.itemsize:
+                raise ValueError(f"{path}: truncated DBN file "
+                                 f"({len(data) % dtype.itemsize} trailing bytes)")
+            yield np.frombuffer(data, dtype)
 
 
-def block_records(block: DbnBlock, staging: Staging) -> np.ndarray:
-    """The records of a columnar block as a structured array."""
-    dtype = columnar_layout(block.file.schema)[1]
-    if block.raw is None:
-        return read_records(block.file.path, dtype, block.offset, block.count)
-    return staging.read_records(block.raw, dtype, block.offset, block.count)
+def _plain_blocks(path: str, dtype: np.dtype, per_block: int) -> Iterator[np.ndarray]:
+    with open(path, "rb") as fh:
+        head = fh.read(_PREFIX)
+    start = _PREFIX + int.from_bytes(head[4:8], "little")
+    body = os.path.getsize(path) - start
+    if body % dtype.itemsize:
+        raise ValueError(f"{path}: truncated DBN file ({body % dtype.itemsize} trailing bytes)")
+    for first in range(0, body // dtype.itemsize, per_block):
+        # one read into memory (a memory map cost more in page faults than the copy: the
+        # records are touched once, field by field)
+        yield np.fromfile(path, dtype=dtype, count=per_block,
+                          offset=start + first * dtype.itemsize)
+
+
+def share_blocks(share: DbnShare, block_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(block number, records)`` of the share's blocks (see the module docstring);
+    raises ``NotColumnar`` or ValueError (truncated file) when reading reaches the cause."""
+    if share.per_message:
+        raise ValueError(f"{share.unit} is a per-message share")
+    rtype, dtype = columnar_layout(share.file.schema)
+    per_block = max(1, block_bytes // dtype.itemsize)
+    read = _compressed_blocks if share.file.compressed else _plain_blocks
+    for b, records in enumerate(read(share.file.path, dtype, per_block)):
+        if not _framed(records, rtype, dtype.itemsize):          # header fields only
+            raise NotColumnar(share.file.path)
+        if b % share.shares == share.share:
+            yield b, records

@@ -338,6 +338,17 @@ class DecodeStats:
     def total_events(self) -> int:
         return sum(self.events.values())
 
+    def merge(self, other: "DecodeStats") -> None:
+        """Adds ``other``'s counts to these (sets of ids: their union)."""
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            elif isinstance(mine, set):
+                mine |= theirs
+            else:
+                setattr(self, f.name, mine + theirs)
+
     def as_dict(self) -> dict:
         return {"events": dict(self.events), "total_events": self.total_events,
                 "undefined_prices": self.undefined_prices,

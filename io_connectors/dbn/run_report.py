@@ -1,9 +1,9 @@
 """What a backfill run did, checked for completeness from the records its steps left.
 
-``BackfillReport.read(staging, files)`` after the job: every planned file must have been
-unpacked (its record lists its units), every unit decoded (its record gives rows per shard
-key, dead letters by reason, the decoder's counts), and every shard key written with
-exactly the rows its units produced.  A runner that lost work without failing (the
+``BackfillReport.read(staging, shares)`` after the job: every planned share of a file must
+have been decoded (its record gives rows per shard key, dead letters by reason, the
+decoder's counts), and every shard key written with exactly the rows the shares
+produced.  A runner that lost work without failing (the
 DaskRunner does, on some shapes) therefore cannot pass for a complete run: ``missing``
 names what is absent and the CLI exits 1.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from io_connectors.dbn.backfill import file_records, unit_records
-from io_connectors.dbn.blocks import DbnFile
+from io_connectors.dbn.backfill import unit_records
+from io_connectors.dbn.blocks import DbnShare
 from io_connectors.lake.bounded_shards import KEYS
 from io_connectors.lake.staging import Staging
 from transforms.partitioning import SEP
@@ -26,8 +26,8 @@ class BackfillReport:
     ``files_present`` per dataset; ``dead_letters`` and ``skipped``: counts by reason;
     ``records``: DBN records read; ``per_message_files``: files the columnar decoder did
     not take; ``decoders`` / ``writers``: how many distinct workers (process, thread)
-    decoded blocks / wrote shard keys; ``phases``: seconds from the first start to the last
-    end of each step (unpack, decode, write)."""
+    decoded shares / wrote shard keys; ``phases``: seconds from the first start to the last
+    end of each step (decode, write)."""
     rows: dict
     files_written: dict
     files_present: dict
@@ -45,20 +45,13 @@ class BackfillReport:
         return not self.missing
 
     @classmethod
-    def read(cls, staging: Staging, files: list[DbnFile]) -> "BackfillReport":
-        unpacked = file_records(staging)
+    def read(cls, staging: Staging, shares: list[DbnShare]) -> "BackfillReport":
         units = unit_records(staging)
         keys = {r["key"]: r for r in staging.read_jsons(KEYS)}
         missing = []
-        expected_units = []
-        for f in files:
-            rec = unpacked.get(f.index)
-            if rec is None:
-                missing.append(f"file not unpacked: {f.path}")
-            else:
-                expected_units += rec["units"]
-        per_message = sorted({files[u["file"]].path for u in units.values()
-                              if u["unit"].endswith("-m")})
+        expected_units = [s.unit for s in shares]
+        per_message = sorted({s.file.path for s in shares
+                              if units.get(s.unit, {}).get("per_message")})
         rows_by_key = collections.Counter()
         dead = collections.Counter()
         skipped = collections.Counter()
@@ -66,7 +59,7 @@ class BackfillReport:
         for unit in expected_units:
             rec = units.get(unit)
             if rec is None:
-                missing.append(f"block not decoded: {unit}")
+                missing.append(f"share not decoded: {unit}")
                 continue
             rows_by_key.update(rec["rows"])
             dead.update(rec["dead_letters"])
@@ -96,8 +89,7 @@ class BackfillReport:
             return (max(r["ended"] for r in records) - min(r["started"] for r in records)
                     if records else 0.0)
 
-        phases = {"unpack": span(unpacked.values()), "decode": span(units.values()),
-                  "write": span(keys.values())}
+        phases = {"decode": span(units.values()), "write": span(keys.values())}
         return cls(dict(rows), dict(written), dict(present), dict(dead), dict(skipped),
                    records, per_message, workers(units.values()), workers(keys.values()),
                    phases, missing)
@@ -116,7 +108,7 @@ class BackfillReport:
         if self.skipped:
             out.append("records skipped by the decoder: " + ", ".join(
                 f"{n:,} {reason}" for reason, n in sorted(self.skipped.items())))
-        out.append(f"blocks decoded by {self.decoders} workers, shard keys written by "
+        out.append(f"file shares decoded by {self.decoders} workers, shard keys written by "
                    f"{self.writers}; " + ", ".join(f"{name} {s:.1f} s"
                                                    for name, s in self.phases.items()))
         if self.per_message_files:

@@ -1,14 +1,12 @@
-"""A backfill run's scratch space: raw record blocks, row pieces and result records.
+"""A backfill run's scratch space: row pieces and result records.
 
 ``Staging(root, run_id)`` is the folder ``<root>/<run_id>/`` on local disk or S3 (chosen
 by the root's scheme, through ``LakeStorage``), shared by the driver and every worker:
 
-- ``raw/<unit>.dbn``: a block of decompressed DBN records (a zstd file cannot be entered
-  in the middle, so it is unpacked once, in blocks that any worker can then read);
 - ``pieces/<unit>/<n>.arrow``: rows of one shard key from one block (Arrow IPC file,
   uncompressed, memory-mapped when local), read back by the worker that writes that key;
-- ``records/<kind>/<name>.json``: what each step did (files unpacked, blocks decoded,
-  keys written), which the driver reads to check that nothing is missing.
+- ``records/<kind>/<name>.json``: what each step did (file shares decoded, keys
+  written), which the driver reads to check that nothing is missing.
 
 Nothing here is part of the lake: the driver removes the run's folder when it ends.
 Memory stays bounded: a piece is written as soon as its block is decoded, and a key's
@@ -21,7 +19,6 @@ import json
 import os
 from typing import Iterator, Optional
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -66,12 +63,6 @@ class Staging:
         with self._store.fs.open_input_file(self.path(rel)) as src:
             return pa.ipc.open_file(src).read_all()
 
-    def read_records(self, rel: str, dtype: np.dtype, offset: int = 0,
-                     count: Optional[int] = None) -> np.ndarray:
-        """Fixed-size records of ``dtype`` from a staged raw block."""
-        return read_records(self.path(rel), dtype, offset, count, fs=self._store.fs,
-                            local=self.is_local)
-
     def write_json(self, rel: str, obj) -> None:
         with self.open_output(rel) as out:
             out.write(json.dumps(obj, sort_keys=True).encode())
@@ -92,20 +83,6 @@ class Staging:
         p = self._store.path(self.run_id)
         if self._store.fs.get_file_info(p).type != pafs.FileType.NotFound:
             self._store.fs.delete_dir(p)
-
-
-def read_records(path: str, dtype: np.dtype, offset: int = 0, count: Optional[int] = None,
-                 fs: Optional[pafs.FileSystem] = None, local: bool = True) -> np.ndarray:
-    """``count`` records of ``dtype`` at byte ``offset`` of a file (all that follow when
-    None), read into memory with one read (a memory map cost more in page faults than the
-    copy: the records are touched once, field by field)."""
-    if local:
-        return np.fromfile(path, dtype=dtype, count=-1 if count is None else count,
-                           offset=offset)
-    with fs.open_input_file(path) as src:
-        src.seek(offset)
-        data = src.read(None if count is None else count * dtype.itemsize)
-    return np.frombuffer(data, dtype=dtype)
 
 
 def batch_worker_gc() -> None:
