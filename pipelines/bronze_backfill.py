@@ -129,7 +129,7 @@ def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> No
 
 def _shares_per_file(o: BackfillOptions, options: PipelineOptions, files, lake: dict) -> int:
     """``--shares_per_file``, else configs/lake.yaml ``backfill.shares_per_file``; ``auto``:
-    about two shares per worker (``blocks.shares_for``), the workers being the
+    a unit for every worker (``blocks.shares_for``), the workers being the
     FnApiRunner's ``direct_num_workers``, one on Prism (one Python worker), else the
     machine's cores."""
     if o.shares_per_file is not None:

@@ -159,11 +159,15 @@ def prepare_runner(options: PipelineOptions, streaming: bool,
     the local binary; PortableRunner / FlinkRunner checked for an endpoint and an SDK
     environment; DaskRunner (only where ``dask`` is True) to Beam's class path; on Beam's
     FnApiRunner, its racy timed flush of the data plane is switched off
-    (``disable_fnapi_timed_flush``).  Raises UsageError naming what is missing."""
+    (``disable_fnapi_timed_flush``); for a bounded job, bundles of the SDK workers in this
+    process end without waiting on the state sampler (``shorten_bundle_end_wait``).
+    Raises UsageError naming what is missing."""
     std = options.view_as(StandardOptions)
     std.streaming = streaming
     if str(std.runner or "").endswith("FnApiRunner"):
         disable_fnapi_timed_flush()
+    if not streaming:
+        shorten_bundle_end_wait()
     if std.runner in _DIRECT:
         std.runner = "PrismRunner"
         options.view_as(PrismRunnerOptions).prism_location = prism_location(options)
@@ -210,6 +214,40 @@ def disable_fnapi_timed_flush() -> None:
                            "check pipelines.runner_setup.disable_fnapi_timed_flush against "
                            "this Beam version")
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
+
+
+SAMPLER_PERIOD_MS = 10
+
+
+def shorten_bundle_end_wait(period_ms: int = SAMPLER_PERIOD_MS) -> None:
+    """Bundles of the SDK workers in this process end within ``period_ms`` instead of up to
+    200 ms later.
+
+    Beam's SDK harness (2.77) times each bundle's steps with a state-sampler thread that
+    sleeps in steps growing from 2 ms to ``statesampler.DEFAULT_SAMPLING_PERIOD_MS`` (200
+    ms); at the end of every bundle the worker joins that thread, so a bundle that ran
+    longer than about a quarter of a second ends 0-200 ms after its last element (its
+    comment: "May have to wait up to sampling_period_ms").  A bounded job pays it once per
+    stage and worker: measured 70-140 ms after the last element of each of the backfill's
+    stages, about 0.3 s of a 2.5 s load of three MBP-10 days.  With a 10 ms period the
+    sampler still measures the steps (it wakes 100 times a second, in C, without the GIL).
+    Applies to the in-process workers (the FnApiRunner's, Prism's LOOPBACK ones), not to
+    worker processes started elsewhere."""
+    from apache_beam.runners.worker import statesampler
+    base = getattr(statesampler, "StateSampler", None)
+    if base is None or not hasattr(statesampler, "DEFAULT_SAMPLING_PERIOD_MS"):
+        raise RuntimeError("apache_beam's statesampler changed: check pipelines.runner_setup."
+                           "shorten_bundle_end_wait against this Beam version")
+    if getattr(base, "_lake_period_ms", None) == period_ms:
+        return
+
+    class QuickStopStateSampler(base):     # what bundle_processor constructs, by name
+        _lake_period_ms = period_ms
+
+        def __init__(self, prefix, counter_factory, sampling_period_ms=period_ms):
+            super().__init__(prefix, counter_factory, sampling_period_ms)
+
+    statesampler.StateSampler = QuickStopStateSampler
 
 
 def tune_gc_for_streaming(gen0_threshold: int = 50_000) -> None:

@@ -97,7 +97,8 @@ def test_columnar_backfill_writes_exactly_the_per_message_files(session, tmp_pat
 def test_blocks_and_two_worker_processes_give_the_same_files(session, tmp_path):
     files, _, want = session
     root = str(tmp_path / "lake")
-    log = backfill(files, root, *MULTI, "--block_mb=0.02", "--progress=always")  # ~40 blocks
+    log = backfill(files, root, *MULTI, "--block_mb=0.02", "--shares_per_file=2",
+                   "--progress=always")                       # ~40 blocks in 2 shares per file
     assert "file shares decoded by 2 workers, shard keys written by 2" in log
     # progress asked for: read from the staging records while the job runs, then final
     final = re.findall(r"\[backfill\] files (\d+)/(\d+), shares (\d+)/(\d+), rows ([\d,]+)", log)

@@ -167,7 +167,8 @@ def test_backfill_on_dask_writes_what_the_direct_runner_writes_on_both_workers(
     files = write_mutated_session(str(tmp_path / "dbn"), seed=7, n_trades=6000, n_books=2500)
     direct, on_dask = str(tmp_path / "direct"), str(tmp_path / "dask")
     backfill(files, direct, "--runner=DirectRunner")
-    log = backfill(files, on_dask, *dask_args(dask_address), "--block_mb=0.02")
+    log = backfill(files, on_dask, *dask_args(dask_address), "--block_mb=0.02",
+                   "--shares_per_file=2")
     assert "file shares decoded by 2 workers, shard keys written by 2" in log
     want, got = lake_files(direct), lake_files(on_dask)
     assert sorted(got) == sorted(want) and want

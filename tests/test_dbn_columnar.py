@@ -168,3 +168,16 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     (f,) = plan_files([path])
     with pytest.raises(ValueError, match="truncated DBN file"):
         list(share_blocks(plan_shares([f], 1)[0], 10**6))
+
+
+def test_shares_give_every_worker_a_unit_and_no_more():
+    from io_connectors.dbn.blocks import DbnFile, shares_for
+
+    def files(n_columnar, n_other=1):
+        return ([DbnFile(i, f"{i}.dbn", "trades", 3, True, True, 10) for i in range(n_columnar)]
+                + [DbnFile(99, "defs.dbn", "definition", 3, False, False, 1)] * n_other)
+    assert shares_for(files(1), 2) == 2 and shares_for(files(1), 4) == 4
+    assert shares_for(files(3), 4) == 2 and shares_for(files(3), 2) == 1
+    assert shares_for(files(0), 4) == 1 and shares_for(files(5), 1) == 1
+    units = plan_shares(files(1), 3)
+    assert [u.unit for u in units] == ["00000-s0", "00000-s1", "00000-s2", "00099-m"]

@@ -86,12 +86,14 @@ def plan_files(paths: list[str], columnar: bool = True) -> list[DbnFile]:
 
 
 def shares_for(files: list[DbnFile], workers: int) -> int:
-    """Shares per columnar file so that ``workers`` have about two units each: ``workers``
-    when there is one file, 1 once there are twice as many files as workers."""
+    """Shares per columnar file so that every one of ``workers`` has a unit: ``workers``
+    for one file, 1 once there are as many files as workers.  No more: every share streams
+    the whole file through the decompressor, which costs about as much as decoding it
+    (measured on an MBP-10 day: 55 ms to decompress and check, 50 ms to decode)."""
     n = sum(1 for f in files if f.columnar)
     if n == 0 or workers <= 1:
         return 1
-    return max(1, min(workers, math.ceil(2 * workers / n)))
+    return max(1, min(workers, math.ceil(workers / n)))
 
 
 def plan_shares(files: list[DbnFile], shares: int) -> list[DbnShare]:
