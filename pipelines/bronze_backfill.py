@@ -50,7 +50,7 @@ from pipelines.batch_run import run_batch
 from pipelines.cli import add_log_level, add_progress, parse_options_cli
 from pipelines.runner_setup import (UsageError, configure_logging, dask_partitions, fail,
                                     prepare_runner, reject_unknown_flags,
-                                    tune_gc_for_streaming)
+                                    tune_gc_for_streaming, worker_count)
 from transforms.partitioning import shard_layout
 
 _LOG = logging.getLogger("bronze_backfill")
@@ -129,9 +129,7 @@ def _default_runner(options: PipelineOptions, args: list[str], lake: dict) -> No
 
 def _shares_per_file(o: BackfillOptions, options: PipelineOptions, files, lake: dict) -> int:
     """``--shares_per_file``, else configs/lake.yaml ``backfill.shares_per_file``; ``auto``:
-    a unit for every worker (``blocks.shares_for``), the workers being the
-    FnApiRunner's ``direct_num_workers``, one on Prism (one Python worker), else the
-    machine's cores."""
+    a unit for every worker of the runner (``blocks.shares_for``, ``worker_count``)."""
     if o.shares_per_file is not None:
         if o.shares_per_file < 1:
             raise UsageError("--shares_per_file must be >= 1")
@@ -142,14 +140,7 @@ def _shares_per_file(o: BackfillOptions, options: PipelineOptions, files, lake: 
             raise ConfigError("configs/lake.yaml backfill.shares_per_file must be a whole "
                               f"number >= 1 or auto, got {given!r}")
         return given
-    runner = str(options.view_as(StandardOptions).runner or "")
-    if runner.endswith("FnApiRunner"):
-        workers = options.view_as(DirectOptions).direct_num_workers or 1
-    elif runner in ("DirectRunner", "PrismRunner"):
-        workers = 1
-    else:
-        workers = os.cpu_count() or 1
-    return shares_for(files, workers)
+    return shares_for(files, worker_count(options))
 
 
 def _progress_counts(staging: Staging, shares) -> dict:

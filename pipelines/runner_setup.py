@@ -25,9 +25,9 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
-from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions,
-                                                  PortableOptions, PrismRunnerOptions,
-                                                  StandardOptions)
+from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
+                                                  PipelineOptions, PortableOptions,
+                                                  PrismRunnerOptions, StandardOptions)
 
 from io_connectors.config import ConfigError, load_config, resolve_path
 
@@ -188,6 +188,19 @@ def prepare_runner(options: PipelineOptions, streaming: bool,
                              "(./run.sh dask-up prints one)")
         std.runner = DASK_RUNNER
     return options
+
+
+def worker_count(options: PipelineOptions) -> int:
+    """How many SDK workers run a bounded job's bundles side by side on the runner of
+    ``options``: the FnApiRunner's ``direct_num_workers``, one on Prism (one Python
+    worker), else (Dask, portable runners: the cluster is not known here) the machine's
+    cores."""
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if runner.endswith("FnApiRunner"):
+        return options.view_as(DirectOptions).direct_num_workers or 1
+    if runner in _DIRECT:
+        return 1
+    return os.cpu_count() or 1
 
 
 def disable_fnapi_timed_flush() -> None:
